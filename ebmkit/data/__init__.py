@@ -1,0 +1,25 @@
+"""Data sets named by string: the 2D toy sets of the papers, and the user's own points."""
+
+from __future__ import annotations
+
+import os
+
+from ebmkit.data import files, toy  # noqa: F401  (registers the built-ins)
+from ebmkit.data.base import DataError, Dataset
+from ebmkit.data.files import SUFFIXES, FileDataset
+from ebmkit.registry import DATASETS
+
+
+def data_spec_from_cli(value: str) -> dict | str:
+    """``--data`` → a data spec: a registered name stays a name; something that looks like a
+    path (``.npy``/``.csv`` suffix or a path separator) becomes the ``file`` data set; anything
+    else passes through, so the registry's unknown-name error lists what is available."""
+    if value in DATASETS.names():
+        return value
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if value.lower().endswith(SUFFIXES) or any(s in value for s in separators):
+        return {"name": "file", "path": value}
+    return value
+
+
+__all__ = ["DATASETS", "DataError", "Dataset", "FileDataset", "data_spec_from_cli"]
