@@ -1,0 +1,7 @@
+"""Divergences: the objectives the energy (and learnable samplers) minimise."""
+
+from ebmkit.divergences.base import Divergence, LossOutput
+from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
+from ebmkit.registry import DIVERGENCES
+
+__all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood"]

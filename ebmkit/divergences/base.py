@@ -1,0 +1,35 @@
+"""The divergence contract: what the energy (and a learnable sampler) minimise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ebmkit.samplers.base import TrainingBatch
+
+
+@dataclass
+class LossOutput:
+    """A loss to backpropagate and detached scalar tensors to log (read at log time only,
+    so the hot loop never waits on the device)."""
+
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Divergence:
+    def __init__(self, options, *, schedule):
+        self.config, self.schedule = options, schedule
+
+    def training_batch(self, x0: Tensor, generator: torch.Generator | None = None) -> TrainingBatch:
+        """Turn clean data into the positives, conditions and levels of one step."""
+        raise NotImplementedError
+
+    def energy_loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
+        raise NotImplementedError
+
+    def data_energy(self, energy, x: Tensor) -> Tensor:
+        """Energy of clean data under the model: the level-0 energy, in data space."""
+        return energy(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))

@@ -1,0 +1,47 @@
+"""Energy parameterisations: the plain scalar head and DRL's per-level scaling."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import Tensor
+
+from ebmkit.energies.base import Energy
+from ebmkit.registry import ENERGIES, Options
+
+
+@ENERGIES.register("scalar")
+class ScalarEnergy(Energy):
+    """E(x, t) = network(x, t): the network's scalar output is the energy."""
+
+    class Options(Options):
+        pass
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.network(x, t)
+
+
+@ENERGIES.register("drl")
+class DRLScaledEnergy(Energy):
+    """DRL's f = g/s_t²: E(y, t) = −g_θ(y, t) / s_t², s_t² the level's Langevin step (DRL §3).
+
+    With this scaling the Langevin drift on the network is ½∇g at every level, so one network
+    with O(1) outputs serves levels whose log-densities have curvature ∝ 1/σ².
+    """
+
+    class Options(Options):
+        b_square: float = Field(2e-4, gt=0, description="b² of s_t² = b² c_t σ²_{t+1}")
+        c_rule: Literal["sigma_ratio", "constant"] = "sigma_ratio"
+
+    def __init__(self, options, *, network, schedule):
+        super().__init__(options, network=network, schedule=schedule)
+        self.register_buffer(
+            "step_sizes", schedule.langevin_step_sizes(options.b_square, options.c_rule).float(), persistent=False
+        )
+
+    def forward(self, y: Tensor, t: Tensor) -> Tensor:
+        return -self.network(y, t) / self.step_sizes[t]
+
+    def output_scale(self, t: Tensor) -> Tensor:
+        return self.step_sizes[t]
