@@ -1,0 +1,3 @@
+from ebmkit.cli import main
+
+main()

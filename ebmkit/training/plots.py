@@ -1,0 +1,48 @@
+"""The end-of-run picture: data, the learned density exp(−E(·, 0)) and samples, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+@torch.no_grad()
+def density_grid(model, box: tuple[float, float], resolution: int = 200) -> torch.Tensor:
+    """Normalised density of the model's clean-data energy on a resolution² grid over box²."""
+    lo, hi = box
+    axis = torch.linspace(lo, hi, resolution)
+    xx, yy = torch.meshgrid(axis, axis, indexing="xy")
+    points = torch.stack([xx.flatten(), yy.flatten()], 1).to(model.device)
+    log_p = -torch.cat([model.data_energy(chunk) for chunk in points.split(8192)]).double().cpu()
+    p = torch.softmax(log_p, 0)
+    return p.reshape(resolution, resolution)
+
+
+def density_figure(model, data: torch.Tensor, samples: torch.Tensor, box, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = box
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+    bins = torch.linspace(lo, hi, 121).numpy()
+    axes[0].hist2d(data[:, 0].numpy(), data[:, 1].numpy(), bins=[bins, bins], cmap="viridis")
+    axes[0].set_title("data")
+    axes[1].imshow(density_grid(model, box).numpy(), origin="lower", extent=(lo, hi, lo, hi), cmap="viridis")
+    axes[1].set_title("density exp(−E(x, 0)) / Z")
+    axes[2].hist2d(samples[:, 0].clamp(lo, hi).numpy(), samples[:, 1].clamp(lo, hi).numpy(),
+                   bins=[bins, bins], cmap="viridis")
+    axes[2].set_title("samples")
+    for ax in axes:
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

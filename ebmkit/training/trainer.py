@@ -1,0 +1,288 @@
+"""The one training loop every recipe runs on (DESIGN.md, "Data flows one way").
+
+    data ──divergence.training_batch (schedule)──▶ TrainingBatch ──sampler──▶ negatives
+         ──divergence.energy_loss──▶ energy optimizer ──▶ EMA, logs, evaluation, checkpoint
+
+Nothing here is specific to an algorithm. Randomness comes from two explicit generators (data
+and training) whose states are checkpointed, so a resumed run repeats an uninterrupted one bit
+for bit on the same machine; periodic evaluation uses its own seed and never touches them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.optim.swa_utils import AveragedModel
+
+from ebmkit.data import DATASETS
+from ebmkit.metrics import sliced_wasserstein
+from ebmkit.model import EnergyModel
+from ebmkit.training.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    load_tensors,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+    save_tensors,
+    write_json,
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, an unusable run directory)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"train.device is '{name}' but no CUDA device is available; use 'cpu' or 'auto'")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise TrainingError(f"train.device '{name}' is not one of: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at the last step."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def ema_multi_avg_fn(decay: float, warmup: bool):
+    """EMA update for AveragedModel. With warm-up the decay is min(decay, (1+n)/(10+n)) after n
+    updates (TF's ExponentialMovingAverage with num_updates), so short runs are not dominated
+    by the initial weights."""
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged):
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n)) if warmup else decay
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+
+    return update
+
+
+def default_run_dir(recipe, root: Path = Path("runs")) -> Path:
+    data = recipe.data["name"] if recipe.data["name"] != "file" else Path(recipe.data["path"]).stem
+    existing = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"(\d+)-", p.name))]
+    return root / f"{max(existing, default=-1) + 1:03d}-{recipe.name}-{data}"
+
+
+class Trainer:
+    def __init__(self, recipe, run_dir=None, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress_enabled = progress
+        if resume:
+            if run_dir is None:
+                raise TrainingError("resume needs a run directory")
+            self.run_dir = Path(run_dir)
+            if find_checkpoint(self.run_dir / "checkpoint") is None:
+                raise TrainingError(f"cannot resume '{self.run_dir}': no checkpoint found in it")
+        else:
+            self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                if not overwrite:
+                    raise TrainingError(
+                        f"run directory '{self.run_dir}' already exists; pass --resume to continue it "
+                        "or --overwrite to start it again"
+                    )
+                for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
+                    shutil.rmtree(self.run_dir / stale, ignore_errors=True)
+                for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png"):
+                    (self.run_dir / stale).unlink(missing_ok=True)
+        self.recipe = recipe
+        self.resume = resume
+
+    # -- setup --------------------------------------------------------------------------
+    def _setup(self):
+        r, tc = self.recipe, self.recipe.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.device = resolve_device(tc.device)
+        self.dataset = DATASETS.build(r.data)
+        torch.manual_seed(tc.seed)  # network initialisation
+        self.model = EnergyModel(r, (self.dataset.dim,)).to(self.device)
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=False)
+        self.optimizers = {
+            "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
+                                       weight_decay=tc.weight_decay)
+        }
+        if self.model.sampler.learnable:
+            self.optimizers["sampler"] = torch.optim.Adam(
+                self.model.sampler.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay
+            )
+        self.data_generator = torch.Generator().manual_seed(tc.seed)
+        self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
+        self.step = 0
+        self.best = {"sw": None, "step": None}
+        self.history: list[dict] = []
+
+    def _lr(self, step: int) -> float:
+        tc = self.recipe.train
+        return tc.lr * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def _save(self):
+        files = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": {}}
+        opt_meta = {}
+        for name, opt in self.optimizers.items():
+            tensors, meta = optimizer_to_flat(name, opt)
+            files["optimizer"].update(tensors)
+            opt_meta[name] = meta
+        files["optimizer"]["rng.data"] = self.data_generator.get_state()
+        files["optimizer"]["rng.train"] = self.generator.get_state().cpu()
+        state = {
+            "step": self.step,
+            "optimizers": opt_meta,
+            "best": self.best,
+            "recipe": self.recipe.model_dump(mode="json"),
+        }
+        save_checkpoint(self.run_dir / "checkpoint", files, state)
+
+    def _load(self):
+        files, state = load_checkpoint(self.run_dir / "checkpoint")
+        try:
+            self.model.load_state_dict(files["model"], strict=True)
+            self.ema.load_state_dict(files["ema"], strict=True)
+            for name, opt in self.optimizers.items():
+                optimizer_from_flat(name, opt, files["optimizer"], state["optimizers"][name])
+            self.data_generator.set_state(files["optimizer"]["rng.data"])
+            self.generator.set_state(files["optimizer"]["rng.train"].to(self.generator.device))
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint in '{self.run_dir}' does not match its recipe: {exc}") from None
+        self.step = state["step"]
+        self.best = state["best"]
+        stats = self.run_dir / "stats.jsonl"
+        if stats.is_file():  # drop log lines written after the checkpoint we resume from
+            lines = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+            self.history = [h for h in lines if h["step"] <= self.step]
+            stats.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+
+    def _write_config(self):
+        write_json(
+            {
+                "recipe": self.recipe.model_dump(mode="json"),
+                "provenance": self.recipe.provenance(),
+                "shape": [self.dataset.dim],
+                "ebmkit_version": _version(),
+                "torch_version": torch.__version__,
+            },
+            self.run_dir / "config.json",
+        )
+
+    # -- one step -----------------------------------------------------------------------
+    def train_step(self) -> dict[str, torch.Tensor]:
+        m, tc = self.model, self.recipe.train
+        x0 = self.dataset.sample(tc.batch_size, generator=self.data_generator).to(self.device)
+        batch = m.divergence.training_batch(x0, generator=self.generator)
+        negatives = m.sampler.sample(batch, m.energy, generator=self.generator)
+        out = m.divergence.energy_loss(batch, negatives, m.energy)
+        opt = self.optimizers["energy"]
+        for group in opt.param_groups:
+            group["lr"] = self._lr(self.step)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        metrics = {"loss": out.loss.detach(), **out.metrics}
+        if tc.grad_clip is not None:
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.energy.parameters(), tc.grad_clip)
+        opt.step()
+        self.ema.update_parameters(m)
+        self.step += 1
+        return metrics
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, n: int) -> float:
+        """SW between n samples of the EMA model and n fresh data points, on fixed seeds."""
+        ev = self.recipe.eval
+        g_model = torch.Generator(self.device).manual_seed(ev.seed)
+        g_data = torch.Generator().manual_seed(ev.seed + 1)
+        samples = self.ema.module.generate(n, generator=g_model).cpu()
+        data = self.dataset.sample(n, generator=g_data)
+        return sliced_wasserstein(samples, data, n_projections=ev.n_projections,
+                                  generator=torch.Generator().manual_seed(ev.seed + 2))
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self) -> EnergyModel:
+        self._setup()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self._load()
+            self.console.print(f"[bold]resuming[/] {self.run_dir} at step {self.step}", soft_wrap=True)
+        self._write_config()
+        tc = self.recipe.train
+        stats = open(self.run_dir / "stats.jsonl", "a")
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        t0 = time.perf_counter()
+        with Progress(*columns, console=self.console, disable=not self.progress_enabled) as bar:
+            task = bar.add_task(self.recipe.name, total=tc.steps, completed=self.step, info="")
+            while self.step < tc.steps:
+                metrics = self.train_step()
+                info = None
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                    row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
+                           "lr": self._lr(self.step - 1), "time": time.perf_counter() - t0}
+                    if not math.isfinite(row["loss"]):
+                        stats.close()
+                        raise TrainingError(
+                            f"energy loss became {row['loss']} at step {self.step} ({self.recipe.divergence['name']} "
+                            f"with sampler {self.recipe.sampler['name']}); the last good checkpoint is kept in "
+                            f"{self.run_dir / 'checkpoint'}"
+                        )
+                    if tc.eval_every and self.step % tc.eval_every == 0:
+                        row["sw"] = self.evaluate(tc.eval_samples)
+                        if tc.keep_best and (self.best["sw"] is None or row["sw"] < self.best["sw"]):
+                            self.best = {"sw": row["sw"], "step": self.step}
+                            save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors")
+                    self.history.append(row)
+                    stats.write(json.dumps(row) + "\n")
+                    stats.flush()
+                    info = f"loss {row['loss']:+.3g}" + (f"  SW {row['sw']:.3f}" if "sw" in row else "")
+                if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
+                    self._save()
+                bar.update(task, completed=self.step, **({"info": info} if info else {}))
+        stats.close()
+        return self._finish(time.perf_counter() - t0)
+
+    def _finish(self, seconds: float) -> EnergyModel:
+        tc = self.recipe.train
+        best = self.run_dir / "best.safetensors"
+        if tc.keep_best and best.is_file():
+            self.ema.module.load_state_dict(load_tensors(best))
+        model = self.ema.module.eval()
+        save_tensors(model.state_dict(), self.run_dir / "model.safetensors")
+        if self.dataset.dim == 2:
+            from ebmkit.training.plots import density_figure
+
+            g = torch.Generator(self.device).manual_seed(self.recipe.eval.seed)
+            samples = model.generate(2000, generator=g).cpu()
+            data = self.dataset.sample(2000, generator=torch.Generator().manual_seed(self.recipe.eval.seed + 1))
+            density_figure(model, data, samples, self.dataset.box, self.run_dir / "density.png",
+                           title=f"{self.recipe.name} on {self.recipe.data['name']}, step {self.step}")
+        self.console.print(
+            f"[green]done[/] {self.step} steps in {seconds:.0f} s → {self.run_dir} "
+            f"(model.safetensors{', density.png' if self.dataset.dim == 2 else ''})",
+            soft_wrap=True,
+        )
+        return model
+
+
+def _version() -> str:
+    from ebmkit import __version__
+
+    return __version__

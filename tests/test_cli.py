@@ -1,0 +1,112 @@
+"""The command line: bad input gets one line naming the problem, exit code ≠ 0, no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ebmkit import Recipe
+from ebmkit.training import Trainer
+
+
+def run(*args, cwd=None):
+    env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "ebmkit", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    recipe = Recipe.from_name("drl").override({
+        "network.width": 16, "network.depth": 1, "sampler.n_steps": 3, "train.batch_size": 32, "train.steps": 4,
+    })
+    Trainer(recipe, run_dir, progress=False).fit()
+    return run_dir
+
+
+def test_unknown_recipe():
+    assert_one_line_error(run("train", "--recipe", "nope"), "unknown recipe 'nope'", "drl")
+
+
+def test_bad_option_value():
+    assert_one_line_error(run("train", "--set", "train.lr=abc"), "train.lr", "'abc'")
+
+
+def test_unknown_component_option():
+    assert_one_line_error(run("train", "--set", "sampler.n_stepz=3"), "n_stepz")
+
+
+def test_unknown_dataset_lists_available():
+    assert_one_line_error(run("train", "--data", "nope"), "nope", "8gaussians", "checkerboard")
+
+
+def test_missing_data_file(tmp_path):
+    assert_one_line_error(run("train", "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "r")),
+                          "missing.npy", "not found")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_truncated_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    assert_one_line_error(run("sample", str(broken), "-n", "5", "-o", str(tmp_path / "s.npy")),
+                          "model.safetensors", "corrupt or truncated")
+    ckpt = broken / "checkpoint" / "optimizer.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    assert_one_line_error(run("train", "--resume", str(broken), "--steps", "8"), "optimizer.safetensors",
+                          "corrupt or truncated")
+
+
+def test_not_a_run_directory(tmp_path):
+    assert_one_line_error(run("eval", str(tmp_path)), "config.json not found")
+
+
+def test_sample_eval_show_list(trained_run, tmp_path):
+    out = tmp_path / "s.npy"
+    r = run("sample", str(trained_run), "-n", "7", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    x = np.load(out)
+    assert x.shape == (7, 2) and np.isfinite(x).all()
+
+    r = run("eval", str(trained_run), "-n", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads(r.stdout)
+    assert {"sw", "mmd", "energy_auc", "grid_log_likelihood", "true_log_likelihood"} <= set(metrics)
+    assert json.loads((trained_run / "eval.json").read_text())["sw"] == metrics["sw"]
+
+    r = run("show", "drl", "--format", "json")
+    assert r.returncode == 0
+    assert Recipe.create(**json.loads(r.stdout)) == Recipe.from_name("drl")
+    r = run("show", "drl")
+    assert "sampler:" in r.stdout and "n_steps: 30" in r.stdout
+
+    r = run("list")
+    assert r.returncode == 0
+    for name in ("drl", "langevin", "recovery_likelihood", "checkerboard", "cosine_logsnr", "built-in"):
+        assert name in r.stdout
+    assert_one_line_error(run("list", "nope"), "unknown component kind 'nope'", "samplers")
+
+
+def test_dry_run_prints_the_resolved_recipe():
+    r = run("train", "--data", "checkerboard", "--steps", "7", "--set", "sampler.n_steps=4", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    recipe = json.loads(r.stdout)
+    assert recipe["data"] == {"name": "checkerboard"}
+    assert recipe["train"]["steps"] == 7 and recipe["sampler"]["n_steps"] == 4
