@@ -115,3 +115,58 @@ def test_run_directory_contents_and_reload(tmp_path):
     reloaded = EnergyModel.from_run(run)
     x = torch.randn(5, 2)
     assert torch.equal(reloaded.data_energy(x), model.data_energy(x))
+
+
+def test_training_on_the_users_own_points(tmp_path):
+    import numpy as np
+
+    from ebmkit.data import DATASETS
+
+    points = DATASETS.build("moons").sample(500, generator=torch.Generator().manual_seed(0)).numpy()
+    np.save(tmp_path / "mine.npy", points)
+    recipe = _tiny_recipe(steps=4).override({"data": {"name": "file", "path": str(tmp_path / "mine.npy")}})
+    model = Trainer(recipe, tmp_path / "run", progress=False).fit()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["data"]["path"].endswith("mine.npy")
+    assert torch.isfinite(model.generate(10)).all()
+
+
+def test_periodic_evaluation_keeps_the_best_weights(tmp_path):
+    from ebmkit.training.checkpoint import load_tensors
+
+    run = tmp_path / "run"
+    recipe = _tiny_recipe(steps=12, eval_every=4, log_every=4, eval_samples=64, keep_best=True)
+    Trainer(recipe, run, progress=False).fit()
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    sws = {r["step"]: r["sw"] for r in rows if "sw" in r}
+    assert sorted(sws) == [4, 8, 12] and all(v > 0 for v in sws.values())
+    best_step = min(sws, key=sws.get)
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["best"] == {"sw": sws[best_step], "step": best_step}
+    exported, best = load_tensors(run / "model.safetensors"), load_tensors(run / "best.safetensors")
+    assert all(torch.equal(exported[k], best[k]) for k in best)
+
+
+def test_ema_warmup_follows_the_formula():
+    from ebmkit.training.trainer import ema_multi_avg_fn
+
+    ema, p = [torch.zeros(3)], [torch.ones(3)]
+    update = ema_multi_avg_fn(0.99, warmup=True)
+    expected = 0.0
+    for n in range(1, 60):
+        update(ema, p, torch.tensor(n))
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * 1.0
+        assert torch.allclose(ema[0], torch.full((3,), expected))
+    plain = [torch.zeros(1)]
+    ema_multi_avg_fn(0.9, warmup=False)(plain, [torch.ones(1)], torch.tensor(1))
+    assert torch.allclose(plain[0], torch.tensor([0.1]))
+
+
+def test_lr_schedule():
+    from ebmkit.training.trainer import lr_factor
+
+    assert lr_factor(0, 10, 100, "constant") == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, "constant") == 1.0 and lr_factor(50, 10, 100, "constant") == 1.0
+    assert lr_factor(10, 10, 100, "cosine") == 1.0
+    assert lr_factor(55, 10, 100, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 10, 100, "cosine") == pytest.approx(0.0)
