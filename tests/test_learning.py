@@ -11,19 +11,21 @@ pytestmark = pytest.mark.slow
 
 
 def test_drl_learns_8gaussians_and_checkerboard_density(tmp_path):
-    """A shortened DRL preset: samples near the data floor and a density within reach of the truth.
+    """The DRL preset with a shortened budget meets the full preset's quality bars.
 
-    The full preset (1,800 iterations) is what the README and the issue figures use; this
-    budget keeps CI within minutes. Thresholds sit well above what the run reaches (see the
-    issue note) and far below an untrained model (SW ≈ 1.1, log-likelihood ≈ −4.2 = uniform).
+    The full preset runs 1,800 iterations; these budgets keep CI to about three minutes. An
+    untrained model is far off (SW ≈ 1.1; a uniform density on the box scores −4.16 nats).
     """
     torch.set_num_threads(2)
     results = {}
-    for data in ("8gaussians", "checkerboard"):
-        recipe = Recipe.from_name("drl").override({"data": data, "train.steps": 700, "eval.n_samples": 5000})
+    for data, steps in (("8gaussians", 500), ("checkerboard", 1200)):
+        recipe = Recipe.from_name("drl").override({"data": data, "train.steps": steps, "eval.n_samples": 5000})
         model = recipe.fit(tmp_path / data, progress=False)
         results[data] = evaluate(model, DATASETS.build(recipe.data), recipe.eval)
     g8, cb = results["8gaussians"], results["checkerboard"]
-    assert g8["sw"] < 0.2, g8
-    assert cb["sw"] < 0.2, cb
-    assert cb["grid_log_likelihood"] > cb["true_log_likelihood"] - 0.5, cb
+    print({k: {m: round(v, 4) for m, v in r.items()} for k, r in results.items()})
+    # the issue's bars for the full preset: SW ≤ 0.15, grid log-likelihood within 0.3 nats
+    assert g8["sw"] < 0.15, g8
+    assert g8["grid_log_likelihood"] > g8["true_log_likelihood"] - 0.3, g8
+    assert cb["sw"] < 0.15, cb
+    assert cb["grid_log_likelihood"] > cb["true_log_likelihood"] - 0.3, cb

@@ -170,3 +170,16 @@ def test_lr_schedule():
     assert lr_factor(10, 10, 100, "cosine") == 1.0
     assert lr_factor(55, 10, 100, "cosine") == pytest.approx(0.5)
     assert lr_factor(100, 10, 100, "cosine") == pytest.approx(0.0)
+
+
+def test_overwrite_with_a_bad_recipe_loses_nothing(tmp_path):
+    from ebmkit.data import DataError
+
+    run = tmp_path / "run"
+    Trainer(_tiny_recipe(steps=4), run, progress=False).fit()
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    bad = _tiny_recipe(steps=4).override({"data": {"name": "file", "path": str(tmp_path / "absent.npy")}})
+    with pytest.raises(DataError, match="not found"):
+        Trainer(bad, run, overwrite=True, progress=False).fit()
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before

@@ -95,18 +95,21 @@ class Trainer:
                 raise TrainingError(f"cannot resume '{self.run_dir}': no checkpoint found in it")
         else:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
-                if not overwrite:
-                    raise TrainingError(
-                        f"run directory '{self.run_dir}' already exists; pass --resume to continue it "
-                        "or --overwrite to start it again"
-                    )
-                for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
-                    shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-                for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png"):
-                    (self.run_dir / stale).unlink(missing_ok=True)
+            if self.run_dir.exists() and any(self.run_dir.iterdir()) and not overwrite:
+                raise TrainingError(
+                    f"run directory '{self.run_dir}' already exists; pass --resume to continue it "
+                    "or --overwrite to start it again"
+                )
         self.recipe = recipe
         self.resume = resume
+        self.overwrite = overwrite
+
+    def _clear_previous_run(self):
+        """--overwrite: remove what an earlier run wrote, only once the new one has been built."""
+        for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
+            shutil.rmtree(self.run_dir / stale, ignore_errors=True)
+        for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png", "eval.json"):
+            (self.run_dir / stale).unlink(missing_ok=True)
 
     # -- setup --------------------------------------------------------------------------
     def _setup(self):
@@ -122,10 +125,6 @@ class Trainer:
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
                                        weight_decay=tc.weight_decay)
         }
-        if self.model.sampler.learnable:
-            self.optimizers["sampler"] = torch.optim.Adam(
-                self.model.sampler.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay
-            )
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         self.step = 0
@@ -219,6 +218,8 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
         self._setup()
+        if self.overwrite and not self.resume:
+            self._clear_previous_run()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._load()
