@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor
 
-from ebmkit.samplers.base import TrainingBatch
-
-
-@dataclass
-class LossOutput:
-    """A loss to backpropagate and detached scalar tensors to log (read at log time only,
-    so the hot loop never waits on the device)."""
-
-    loss: Tensor
-    metrics: dict[str, Tensor] = field(default_factory=dict)
+from ebmkit.types import LossOutput, TrainingBatch
 
 
 class Divergence:

@@ -14,9 +14,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ebmkit.divergences.base import Divergence, LossOutput
+from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
-from ebmkit.samplers.base import TrainingBatch
+from ebmkit.types import LossOutput, TrainingBatch
 
 
 @DIVERGENCES.register("recovery_likelihood")

@@ -39,6 +39,8 @@ class TrainConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0, description="Adam ε (DRL's Keras code used 1e-7)")
     weight_decay: float = Field(0.0, ge=0)
+    sampler_lr: Optional[float] = Field(None, gt=0, description="learnable samplers' AdamW lr; null: lr")
+    sampler_weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(0, ge=0, description="linear learning-rate warm-up, in iterations")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     grad_clip: Optional[float] = Field(1.0, gt=0, description="max global grad norm; null for none")

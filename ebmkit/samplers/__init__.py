@@ -2,6 +2,8 @@
 
 from ebmkit.registry import SAMPLERS
 from ebmkit.samplers.base import Sampler, TrainingBatch
+from ebmkit.samplers.cooperative import CooperativeSampler
+from ebmkit.samplers.denoise import tweedie_denoise
 from ebmkit.samplers.langevin import LangevinSampler
 
-__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler"]
+__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "tweedie_denoise"]

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class TrainingBatch:
-    """What one training step works on, for every recipe.
-
-    positives: samples of the variable the energy at ``level`` models (for recovery
-    likelihood, y = a_{t+1} x_t); condition: what the conditional is given (x_{t+1});
-    level: t per sample; data: the clean batch it came from.
-    """
-
-    positives: Tensor
-    condition: Tensor
-    level: Tensor
-    data: Tensor
+from ebmkit.types import TrainingBatch
 
 
 class Sampler(nn.Module):

@@ -121,19 +121,37 @@ class Trainer:
         torch.manual_seed(tc.seed)  # network initialisation
         self.model = EnergyModel(r, (self.dataset.dim,)).to(self.device)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=False)
+        # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
         self.optimizers = {
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
                                        weight_decay=tc.weight_decay)
         }
+        if self.model.sampler.learnable:
+            self.optimizers["sampler"] = torch.optim.AdamW(
+                self.model.sampler.parameters(), lr=tc.sampler_lr or tc.lr, betas=tc.betas, eps=tc.eps,
+                weight_decay=tc.sampler_weight_decay,
+            )
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         self.step = 0
         self.best = {"sw": None, "step": None}
         self.history: list[dict] = []
 
-    def _lr(self, step: int) -> float:
+    def _lr(self, step: int, group: str = "energy") -> float:
         tc = self.recipe.train
-        return tc.lr * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
+        base = tc.lr if group == "energy" else (tc.sampler_lr or tc.lr)
+        return base * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
+
+    def _update(self, group: str, loss: torch.Tensor, parameters) -> torch.Tensor | None:
+        """One optimizer step of a parameter group; returns the pre-clip gradient norm."""
+        opt, tc = self.optimizers[group], self.recipe.train
+        for g in opt.param_groups:
+            g["lr"] = self._lr(self.step, group)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(parameters, tc.grad_clip) if tc.grad_clip is not None else None
+        opt.step()
+        return norm
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self):
@@ -190,16 +208,16 @@ class Trainer:
         x0 = self.dataset.sample(tc.batch_size, generator=self.data_generator).to(self.device)
         batch = m.divergence.training_batch(x0, generator=self.generator)
         negatives = m.sampler.sample(batch, m.energy, generator=self.generator)
+        # energy first, on negatives from the pre-update energy; then the sampler on the same ones
         out = m.divergence.energy_loss(batch, negatives, m.energy)
-        opt = self.optimizers["energy"]
-        for group in opt.param_groups:
-            group["lr"] = self._lr(self.step)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
         metrics = {"loss": out.loss.detach(), **out.metrics}
-        if tc.grad_clip is not None:
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(m.energy.parameters(), tc.grad_clip)
-        opt.step()
+        norm = self._update("energy", out.loss, list(m.energy.parameters()))
+        if norm is not None:
+            metrics["grad_norm"] = norm
+        if m.sampler.learnable:
+            s_out = m.sampler.loss(batch, negatives, m.energy)
+            metrics.update(s_out.metrics)
+            self._update("sampler", s_out.loss, list(m.sampler.parameters()))
         self.ema.update_parameters(m)
         self.step += 1
         return metrics

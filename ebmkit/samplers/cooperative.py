@@ -1,0 +1,108 @@
+"""Cooperative sampler (CDRL, Zhu et al. 2024, §4): an initializer proposes, Langevin refines.
+
+For the pair (x_t, x_{t+1}) the initializer is a Gaussian over y = a_{t+1} x_t,
+
+    y⁰ = μ_φ(x_{t+1}, t+1) + √β̃_t · m_t · ξ,   μ_φ(x, ·) = x + NN_φ(x, ·),
+
+with β̃_t the DDPM posterior variance and NN_φ's output layer zero at initialisation, so the
+first proposals are DRL's chain start x_{t+1}. A few steps of the `langevin` sampler refine y⁰
+into y^K, and the initializer learns from the refinement displacement:
+
+    L_φ = mean_batch ‖sg(y^K) − y⁰‖²   (sum over dimensions; gradient only through μ_φ).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from ebmkit.registry import NETWORKS, SAMPLERS, Options
+from ebmkit.samplers.base import Sampler
+from ebmkit.types import LossOutput, TrainingBatch
+from ebmkit.samplers.denoise import tweedie_denoise
+
+
+def zero_output_layer(module: nn.Module) -> None:
+    """Zero the last affine layer, so a residual network starts as the identity map."""
+    last = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
+
+
+@SAMPLERS.register("cooperative")
+class CooperativeSampler(Sampler):
+    """CDRL: a learned initializer per level, refined by K Langevin steps; learns refined − initial."""
+
+    learnable = True
+
+    class Options(Options):
+        initializer: Any = Field(default_factory=lambda: {"name": "mlp", "width": 64, "depth": 2, "activation": "silu"},
+                                 description="network spec of NN_φ(x_{t+1}, t+1)")
+        refine: Any = Field(default_factory=lambda: {"name": "langevin", "n_steps": 15, "generate_noise_scale": 1.0},
+                            description="sampler spec of the refinement stage")
+        initial_noise: bool = Field(True, description="add √β̃ m ξ to the proposal (CDRL's p_with_noise)")
+        denoise: bool = Field(False, description="Tweedie step from level 0 after generation (CDRL images)")
+        tweedie_score_scale: float = Field(2.0, gt=0, description="2.0 = CDRL's code (see specs/cdrl.md §10)")
+
+        @field_validator("initializer")
+        @classmethod
+        def _network(cls, spec):
+            return NETWORKS.validate(spec)
+
+        @field_validator("refine")
+        @classmethod
+        def _refine(cls, spec):
+            return SAMPLERS.validate(spec)
+
+    def __init__(self, options, *, schedule, shape, energy=None):
+        super().__init__(options, schedule=schedule, shape=shape, energy=energy)
+        self.initializer = NETWORKS.build(options.initializer, dim=math.prod(self.shape),
+                                          num_levels=schedule.num_levels, out_dim=math.prod(self.shape))
+        zero_output_layer(self.initializer)
+        self.refiner = SAMPLERS.build(options.refine, schedule=schedule, shape=shape, energy=energy)
+        if self.refiner.learnable or not hasattr(self.refiner, "refine"):
+            raise ValueError(f"refine must be a non-learnable sampler with a refine stage, got '{options.refine['name']}'")
+        s = schedule
+        self.register_buffer("proposal_std", (s.posterior_variance.sqrt() * s.recovery_scale).float(), persistent=False)
+        self.register_buffer("recovery_scale", s.recovery_scale.float(), persistent=False)
+        self._proposal: Tensor | None = None
+
+    def propose(self, x_next: Tensor, t: Tensor, generator=None) -> Tensor:
+        """y⁰ = μ_φ(x_{t+1}, t+1) + √β̃_t m_t ξ (graph kept, for the initializer's loss)."""
+        mean = x_next + self.initializer(x_next, t + 1).view_as(x_next)
+        if not self.config.initial_noise:
+            return mean
+        noise = torch.randn(x_next.shape, generator=generator, device=x_next.device, dtype=x_next.dtype)
+        std = self.proposal_std[t].view((-1,) + (1,) * (x_next.dim() - 1))
+        return mean + std * noise
+
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
+        self._proposal = self.propose(batch.condition, batch.level, generator)
+        return self.refiner.refine(self._proposal, batch.condition, batch.level, energy,
+                                   self.refiner.config.noise_scale, generator)
+
+    def loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
+        """‖sg(y^K) − y⁰‖² on the proposal of the last `sample` call."""
+        if self._proposal is None:
+            raise RuntimeError("cooperative.loss needs the proposal of a preceding sample() call")
+        y0, self._proposal = self._proposal, None
+        loss = (negatives.detach() - y0).flatten(1).pow(2).sum(1).mean()
+        return LossOutput(loss, {"sampler_loss": loss.detach()})
+
+    @torch.no_grad()
+    def generate(self, n: int, energy, generator=None) -> Tensor:
+        device = self.recovery_scale.device
+        x = self.schedule.prior_sample((n, *self.shape), generator=generator, device=device)
+        for level in reversed(range(self.schedule.num_levels)):
+            t = torch.full((n,), level, device=device, dtype=torch.long)
+            y = self.refiner.refine(self.propose(x, t, generator), x, t, energy,
+                                    self.refiner.config.generate_noise_scale, generator)
+            x = y / self.recovery_scale[level]
+        if self.config.denoise:
+            x = tweedie_denoise(x, energy, self.schedule, self.config.tweedie_score_scale)
+        return x

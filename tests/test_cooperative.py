@@ -1,0 +1,135 @@
+"""CDRL's cooperative sampler: proposal, the initializer's update, Tweedie, and the recipe."""
+
+import pytest
+import torch
+from torch import nn
+
+from ebmkit import Recipe
+from ebmkit.recipes import COMPONENTS
+from ebmkit.registry import ENERGIES, NETWORKS, SAMPLERS, SCHEDULES
+from ebmkit.samplers import tweedie_denoise
+from ebmkit.training import Trainer
+from ebmkit.types import TrainingBatch
+
+
+class LinearInit(nn.Module):
+    """NN_φ(x, t) = A x, so μ_φ(x) = x + A x: an initializer whose gradient is easy by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[0.1, -0.2], [0.05, 0.3]]))
+
+    def forward(self, x, t):
+        return x @ self.A.T
+
+
+class Quadratic(nn.Module):
+    def forward(self, y, t):
+        return (y**2).sum(1) / (2 * 0.5**2)
+
+
+def _sampler():
+    schedule = SCHEDULES.build("cosine_logsnr")
+    energy = ENERGIES.build({"name": "drl", "b_square": 2e-3, "c_rule": "constant"},
+                            network=NETWORKS.build("mlp", dim=2, num_levels=6), schedule=schedule)
+    sampler = SAMPLERS.build({"name": "cooperative", "refine": {"name": "langevin", "n_steps": 3}},
+                             schedule=schedule, shape=(2,), energy=energy)
+    return schedule, sampler
+
+
+def test_initializer_starts_as_the_identity():
+    _, sampler = _sampler()
+    x = torch.randn(7, 2)
+    t = torch.randint(0, 6, (7,))
+    assert torch.equal(sampler.initializer(x, t + 1), torch.zeros(7, 2))  # μ_φ(x) = x at init
+
+
+def test_initializer_update_by_hand():
+    schedule, sampler = _sampler()
+    sampler.initializer = LinearInit()
+    energy = Quadratic()
+    n = 5
+    x_next = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 1, 2, 4, 5])
+    batch = TrainingBatch(x_next, x_next, t, x_next)
+
+    y_k = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(1))
+    out = sampler.loss(batch, y_k, energy)
+    out.loss.backward()
+
+    # by hand: y⁰ = x + A x + √β̃_t m_t ξ, with ξ the generator's first draw
+    A = torch.tensor([[0.1, -0.2], [0.05, 0.3]])
+    g = torch.Generator().manual_seed(1)
+    xi = torch.randn(n, 2, generator=g)
+    std = (schedule.posterior_variance[t] * schedule.recovery_scale[t] ** 2).sqrt().float()[:, None]
+    y0 = x_next + x_next @ A.T + std * xi
+    # the refinement is the langevin sampler's, from y⁰ with the same generator continuing
+    want_yk = sampler.refiner.refine(y0, x_next, t, energy, 1.0, generator=g)
+    assert torch.allclose(y_k, want_yk, atol=1e-6)
+    d = want_yk - y0  # L = mean_b ‖y^K_b − y⁰_b‖², y⁰ = (I + A) x + noise
+    assert out.loss.item() == pytest.approx(d.pow(2).sum(1).mean().item(), rel=1e-5)
+    grad_A = -2 * (d.T @ x_next) / n  # dL/dA = −2/n Σ_b (y^K_b − y⁰_b) x_bᵀ
+    assert torch.allclose(sampler.initializer.A.grad, grad_A, atol=1e-5)
+    with pytest.raises(RuntimeError, match="preceding sample"):
+        sampler.loss(batch, y_k, energy)  # the proposal is used once
+
+
+def test_tweedie_by_hand():
+    schedule = SCHEDULES.build("cosine_logsnr")
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    out = tweedie_denoise(x0, Quadratic(), schedule, score_scale=2.0)
+    m = float(schedule.recovery_scale[0])
+    grad = m * (m * x0) / 0.5**2  # ∇_x E(m x, 0) for E(y) = ‖y‖²/(2·0.25)
+    want = (x0 - 2.0 * float(1 - schedule.alphas_cumprod[0]) * grad) / float(schedule.sqrt_alphas_cumprod[0])
+    assert torch.allclose(out, want, atol=1e-6)
+
+
+def test_refine_stage_must_be_a_refiner():
+    schedule = SCHEDULES.build("cosine_logsnr")
+    energy = ENERGIES.build("drl", network=NETWORKS.build("mlp", dim=2, num_levels=6), schedule=schedule)
+    with pytest.raises(ValueError, match="refine"):
+        SAMPLERS.build({"name": "cooperative", "refine": "cooperative"}, schedule=schedule, shape=(2,), energy=energy)
+
+
+def test_cdrl_is_drl_with_its_practical_designs_swapped_in():
+    """The recipe is a declarative assembly: DRL plus CDRL's sampler, schedule and pairing."""
+    cdrl = Recipe.from_name("cdrl")
+    swapped = Recipe.from_name("drl").override({
+        "sampler": cdrl.sampler,
+        "schedule": "cosine_logsnr",
+        "divergence.shared_noise": True,
+        "energy.b_square": 2e-3, "energy.c_rule": "constant",  # already drl's 2D preset
+    })
+    for field in COMPONENTS:
+        if field != "data":
+            assert getattr(swapped, field) == getattr(cdrl, field), field
+    assert swapped.sampler["refine"]["name"] == "langevin"  # reused, not a copy
+
+
+def _tiny_cdrl(**train):
+    return Recipe.from_name("cdrl").override({
+        "network.width": 16, "network.depth": 1, "sampler.initializer.width": 8, "sampler.refine.n_steps": 2,
+        "train.batch_size": 32, "train.checkpoint_every": 3, "train.lr_schedule": "constant",
+        **{f"train.{k}": v for k, v in train.items()},
+    })
+
+
+def test_both_parameter_groups_train_and_resume_exactly(tmp_path):
+    from ebmkit.training.checkpoint import load_checkpoint
+
+    straight = Trainer(_tiny_cdrl(steps=6), tmp_path / "a", progress=False)
+    straight.fit()
+    init0 = Trainer(_tiny_cdrl(steps=6), tmp_path / "unused", progress=False)
+    init0._setup()
+    before = {k: v.clone() for k, v in init0.model.sampler.state_dict().items()}
+    after = straight.model.sampler.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the initializer learned
+
+    Trainer(_tiny_cdrl(steps=3), tmp_path / "b", progress=False).fit()
+    Trainer(_tiny_cdrl(steps=6), tmp_path / "b", resume=True, progress=False).fit()
+    fa, _ = load_checkpoint(tmp_path / "a" / "checkpoint")
+    fb, state = load_checkpoint(tmp_path / "b" / "checkpoint")
+    assert set(state["optimizers"]) == {"energy", "sampler"}
+    for name in ("model", "ema", "optimizer"):
+        for key in fa[name]:
+            assert torch.equal(fa[name][key], fb[name][key]), f"{name}:{key}"
