@@ -69,7 +69,6 @@ class CooperativeSampler(Sampler):
             raise ValueError(f"refine must be a non-learnable sampler with a refine stage, got '{options.refine['name']}'")
         s = schedule
         self.register_buffer("proposal_std", (s.posterior_variance.sqrt() * s.recovery_scale).float(), persistent=False)
-        self.register_buffer("recovery_scale", s.recovery_scale.float(), persistent=False)
         self._proposal: Tensor | None = None
 
     def propose(self, x_next: Tensor, t: Tensor, generator=None) -> Tensor:
@@ -96,13 +95,7 @@ class CooperativeSampler(Sampler):
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None) -> Tensor:
-        device = self.recovery_scale.device
-        x = self.schedule.prior_sample((n, *self.shape), generator=generator, device=device)
-        for level in reversed(range(self.schedule.num_levels)):
-            t = torch.full((n,), level, device=device, dtype=torch.long)
-            y = self.refiner.refine(self.propose(x, t, generator), x, t, energy,
-                                    self.refiner.config.generate_noise_scale, generator)
-            x = y / self.recovery_scale[level]
+        x = self.refiner.generate(n, energy, generator, propose=self.propose)
         if self.config.denoise:
             x = tweedie_denoise(x, energy, self.schedule, self.config.tweedie_score_scale)
         return x

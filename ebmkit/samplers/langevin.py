@@ -72,11 +72,14 @@ class LangevinSampler(Sampler):
         return self.refine(batch.condition, batch.condition, batch.level, energy, self.config.noise_scale, generator)
 
     @torch.no_grad()
-    def generate(self, n: int, energy, generator=None) -> Tensor:
+    def generate(self, n: int, energy, generator=None, propose=None) -> Tensor:
+        """x_T ~ N(0, I), then for t = T−1..0: y = K steps from propose(x_{t+1}, t) (default
+        x_{t+1} itself), x_t = y / a_{t+1}. A cooperative sampler passes its initializer."""
         device = self.step_sizes.device
         x = self.schedule.prior_sample((n, *self.shape), generator=generator, device=device)
         for level in reversed(range(self.schedule.num_levels)):
             t = torch.full((n,), level, device=device, dtype=torch.long)
-            y = self.refine(x, x, t, energy, self.config.generate_noise_scale, generator)
+            y0 = x if propose is None else propose(x, t, generator)
+            y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator)
             x = y / self.recovery_scale[level]
         return x
