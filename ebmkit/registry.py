@@ -107,7 +107,7 @@ class Registry(Generic[T]):
         """Class (or factory) decorator: ``@SAMPLERS.register("langevin")``."""
 
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__").lower()
+            key = name or obj.__name__.lower()
             if key in self._builtin:
                 raise ComponentError(f"{self.kind}: '{key}' is registered twice")
             self._builtin[key] = Entry(key, obj, BUILTIN)

@@ -36,6 +36,7 @@ class TimeMLP(nn.Module):
         embedding: Literal["sinusoidal", "learned"] = "sinusoidal"
         embedding_dim: int = Field(32, ge=2)
         activation: Literal["lrelu", "silu", "relu"] = "lrelu"
+        spectral_norm: bool = Field(False, description="spectral-normalise every Linear (CDRL's 2D EBM)")
 
     def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1):
         super().__init__()
@@ -46,6 +47,10 @@ class TimeMLP(nn.Module):
         self.inp = nn.Linear(dim, w)
         self.blocks = nn.ModuleList(ResidualBlock(w, w, options.activation) for _ in range(options.depth))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(w, out_dim))
+        if options.spectral_norm:  # bounds the slope of g, hence the Langevin drift ½∇g
+            for module in list(self.modules()):
+                if isinstance(module, nn.Linear):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         temb = self.temb(self.level_embedding(t))

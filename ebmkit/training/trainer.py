@@ -120,7 +120,8 @@ class Trainer:
         self.dataset = DATASETS.build(r.data)
         torch.manual_seed(tc.seed)  # network initialisation
         self.model = EnergyModel(r, (self.dataset.dim,)).to(self.device)
-        self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=False)
+        # buffers too: spectral norm keeps its power-iteration vectors in buffers
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=True)
         # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
         self.optimizers = {
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
