@@ -12,7 +12,7 @@ from ebmkit.data import DATASETS, DataError, Dataset, data_spec_from_cli
 from ebmkit.registry import ComponentError
 
 TOY = ["8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll", "2spirals", "rings", "moons"]
-WITH_DENSITY = {"8gaussians", "25gaussians", "checkerboard"}
+WITH_DENSITY = {"8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll"}
 
 
 def draw(name, n, seed=0):
@@ -122,6 +122,28 @@ def test_log_prob_integrates_to_one():
     assert integral(DATASETS.build("8gaussians"), -4, 4, 800) == pytest.approx(1.0, abs=2e-3)  # ≈ 0.1% outside
     assert integral(DATASETS.build("25gaussians"), -2, 2, 1000) == pytest.approx(1.0, abs=1e-6)  # modes ≤ 1.42 + 16σ
     assert integral(DATASETS.build("checkerboard"), -4, 4, 400) == pytest.approx(1.0, abs=1e-9)
+    assert integral(DATASETS.build("swissroll"), -4, 4, 120) == pytest.approx(1.0, abs=1e-4)
+    assert integral(DATASETS.build("pinwheel"), -4, 4, 120) == pytest.approx(1.0, abs=1e-3)  # 0.014% beyond the box
+
+
+def test_swissroll_density_is_the_noise_convolved_curve():
+    """At a point on the curve p is about U(t) × the normal's mass across the curve; far off it, 0."""
+    ds = DATASETS.build("swissroll")
+    t = torch.tensor([2 * math.pi, 3.5 * math.pi])
+    on_curve = torch.stack([t * t.cos(), t * t.sin()], 1) / 5
+    # locally the curve is a line: ∫ N(5x; γ(s), I) ds ≈ 1/(√(2π) |γ'(t)|); U = 1/(3π); Jacobian 25
+    want = 25 / (3 * math.pi) / (math.sqrt(2 * math.pi) * torch.sqrt(1 + t**2))
+    assert ds.log_prob(on_curve).exp().double() == pytest.approx(want.tolist(), rel=0.03)
+    assert ds.log_prob(torch.tensor([[0.0, 0.0]])).exp().item() < 1e-4
+
+
+def test_pinwheel_density_on_an_arm_centre_line():
+    """On arm 0 at f = (1, 0): a = 0.25 e, x = 2 R(−a)(1, 0); ∂φ/∂ψ = 1, so p = N(f)/(4·5)."""
+    ds = DATASETS.build("pinwheel")
+    a = 0.25 * math.e
+    x = torch.tensor([[2 * math.cos(a), -2 * math.sin(a)]], dtype=torch.float64)
+    want = 1 / (2 * math.pi * 0.3 * 0.1) / 20
+    assert ds.log_prob(x).exp().item() == pytest.approx(want, rel=0.01)
 
 
 def test_mixture_log_prob_matches_a_direct_sum_of_gaussians():
@@ -154,11 +176,12 @@ def test_checkerboard_support_is_the_eight_dark_squares():
                                                         -math.inf, -math.log(32), -math.log(32)])
 
 
-@pytest.mark.parametrize("name", ["8gaussians", "25gaussians"])
+@pytest.mark.parametrize("name", ["8gaussians", "25gaussians", "pinwheel", "swissroll"])
 def test_histogram_of_samples_matches_the_density(name):
     ds = DATASETS.build(name)
-    lo, hi = (-4.0, 4.0) if name == "8gaussians" else (-1.6, 1.6)
-    bins, fine = 8, 40  # 8 × 8 bins, each integrated on 40 × 40 sub-cells
+    lo, hi = (-1.6, 1.6) if name == "25gaussians" else (-4.0, 4.0)
+    fine = 40 if ds.log_prob.__defaults__ is None else 15  # sub-cells per bin: quadratures are slower
+    bins = 8  # 8 × 8 bins, each integrated on fine × fine sub-cells
     pts, area = grid(lo, hi, bins * fine)
     dens = ds.log_prob(pts).exp().reshape(bins * fine, bins * fine) * area
     expected = dens.reshape(bins, fine, bins, fine).sum((1, 3))

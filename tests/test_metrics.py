@@ -195,4 +195,4 @@ def test_true_log_likelihood_needs_a_known_density():
     x = torch.zeros(3, 2)
     assert true_log_likelihood(DATASETS.build("checkerboard"), x + 1) == pytest.approx(-math.log(32))
     with pytest.raises(NotImplementedError, match="no closed-form density"):
-        true_log_likelihood(DATASETS.build("pinwheel"), x)
+        true_log_likelihood(DATASETS.build("moons"), x)

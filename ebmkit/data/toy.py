@@ -115,6 +115,7 @@ class Pinwheel(ToyDataset):
     """5 curved arms: radial std 0.3, tangential std 0.1, rate 0.25, ×2 (FFJORD, DDAEBM)."""
 
     num_classes, radial_std, tangential_std, rate = 5, 0.3, 0.1, 0.25
+    has_log_prob = True
 
     def _sample(self, n, g):
         rads = torch.linspace(0, 2 * math.pi, self.num_classes + 1, dtype=torch.float64)[:-1]
@@ -127,14 +128,61 @@ class Pinwheel(ToyDataset):
         # i.e. rotates by −a; kept so the arms curl the same way as in the papers' figures.
         return 2 * torch.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], 1)
 
+    def log_prob(self, x: Tensor, n_angles: int = 512) -> Tensor:
+        """Change of variables in polar coordinates. With f = r(cos ψ, sin ψ), x = 2 R(−a) f has
+        ‖x‖ = 2r and angle φ = ψ − a_l − rate·e^{f_0}; so for each arm the preimages are the roots
+        ψ of that angle equation (found on a grid of ``n_angles``, refined linearly), and
+
+            p(x) = (1/5) Σ_arms Σ_roots N(f) / (4 |∂φ/∂ψ|),   ∂φ/∂ψ = 1 + rate · f_1 e^{f_0}.
+        """
+        x = _as_float(x)
+        xd = x.double().cpu()
+        r = xd.norm(dim=1, keepdim=True) / 2  # (n, 1)
+        phi = torch.atan2(xd[:, 1], xd[:, 0])[:, None]
+        psi = torch.linspace(0, 2 * math.pi, n_angles + 1, dtype=torch.float64)[:-1]
+        arms = torch.linspace(0, 2 * math.pi, self.num_classes + 1, dtype=torch.float64)[:-1]
+        total = torch.zeros(len(xd), dtype=torch.float64)
+        for start in range(0, len(xd), 1024):
+            rr, ph = r[start:start + 1024], phi[start:start + 1024]
+            for arm in arms:
+                g = torch.remainder(psi - self.rate * torch.exp(rr * psi.cos()) - arm - ph + math.pi, 2 * math.pi) - math.pi
+                g_next = g.roll(-1, dims=1)
+                crossing = (((g <= 0) & (g_next > 0)) | ((g > 0) & (g_next <= 0))) & ((g - g_next).abs() < math.pi)
+                w = g / (g - g_next).where(crossing, torch.ones_like(g))  # linear refinement
+                root = psi + w * (2 * math.pi / n_angles)
+                f0, f1 = rr * root.cos(), rr * root.sin()
+                log_nf = (-0.5 * ((f0 - 1) / self.radial_std) ** 2 - 0.5 * (f1 / self.tangential_std) ** 2
+                          - math.log(2 * math.pi * self.radial_std * self.tangential_std))
+                jac = (1 + self.rate * f1 * torch.exp(f0)).abs()
+                total[start:start + 1024] += torch.where(crossing, (log_nf).exp() / (4 * jac), 0.0).sum(1)
+        return (total / self.num_classes).log().to(x.dtype).to(x.device)
+
 
 @DATASETS.register("swissroll")
 class SwissRoll(ToyDataset):
     """sklearn's make_swiss_roll(noise=1.0), columns (0, 2), ÷5 (FFJORD, DDAEBM)."""
 
+    has_log_prob = True
+    t_range = (1.5 * math.pi, 4.5 * math.pi)
+
     def _sample(self, n, g):
         t = 1.5 * math.pi * (1 + 2 * _rand(n, g))
         return (torch.stack([t * t.cos(), t * t.sin()], 1) + _randn(n, g, 2)) / 5
+
+    def log_prob(self, x: Tensor, n_nodes: int = 2049) -> Tensor:
+        """p(x) = ∫ U(t) · 25 N(5x; (t cos t, t sin t), I) dt by Simpson's rule in t: the curve
+        moves ≤ 14.2 per unit t, so 2049 nodes put ≤ 0.07 noise-widths between nodes."""
+        x = _as_float(x)
+        t = torch.linspace(*self.t_range, n_nodes, dtype=torch.float64)
+        w = torch.ones(n_nodes, dtype=torch.float64)
+        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
+        log_w = (w * (t[1] - t[0]) / 3 / (self.t_range[1] - self.t_range[0])).log()  # Simpson × U(t)
+        curve = torch.stack([t * t.cos(), t * t.sin()], 1)
+        out = []
+        for chunk in (5 * x.double().cpu()).split(1024):
+            d2 = ((chunk[:, None, :] - curve) ** 2).sum(-1)
+            out.append(torch.logsumexp(log_w - d2 / 2, dim=1) - math.log(2 * math.pi) + 2 * math.log(5))
+        return torch.cat(out).to(x.dtype).to(x.device)
 
 
 @DATASETS.register("2spirals")
