@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ebmkit.registry import DIVERGENCES, ENERGIES, NETWORKS, SAMPLERS, SCHEDULES
+from ebmkit.registry import DIVERGENCES, ENERGIES, NETWORKS, SAMPLERS, SCHEDULES, ComponentError
 
 
 class EnergyModel(nn.Module):
@@ -22,10 +22,20 @@ class EnergyModel(nn.Module):
         super().__init__()
         self.recipe, self.shape = recipe, tuple(shape)
         self.schedule = SCHEDULES.build(recipe.schedule)
-        network = NETWORKS.build(recipe.network, dim=math.prod(self.shape), num_levels=self.schedule.num_levels)
+        dim = math.prod(self.shape)
+        energy_cls = ENERGIES.get(recipe.energy["name"]).obj
+        network = NETWORKS.build(recipe.network, dim=dim, num_levels=self.schedule.num_levels,
+                                 out_dim=dim if energy_cls.network_output == "data" else 1)
         self.energy = ENERGIES.build(recipe.energy, network=network, schedule=self.schedule)
-        self.sampler = SAMPLERS.build(recipe.sampler, schedule=self.schedule, shape=self.shape, energy=self.energy)
         self.divergence = DIVERGENCES.build(recipe.divergence, schedule=self.schedule)
+        self.sampler = SAMPLERS.build(recipe.sampler, schedule=self.schedule, shape=self.shape, energy=self.energy,
+                                      data_energy=self.divergence.data_energy)
+        if self.sampler.needs_generator_objective and not self.divergence.trains_generators:
+            raise ComponentError(
+                f"sampler '{recipe.sampler['name']}' is trained by the divergence's generator objective, "
+                f"but divergence '{recipe.divergence['name']}' has none; use one of: "
+                + ", ".join(n for n in DIVERGENCES.names() if DIVERGENCES.get(n).obj.trains_generators)
+            )
 
     @property
     def device(self) -> torch.device:

@@ -7,7 +7,9 @@ from torch import nn
 from ebmkit import Recipe
 from ebmkit.recipes import COMPONENTS
 from ebmkit.registry import ENERGIES, NETWORKS, SAMPLERS, SCHEDULES
-from ebmkit.samplers import tweedie_denoise
+from ebmkit.registry import DIVERGENCES
+from ebmkit.samplers import energy_denoise
+from ebmkit.model import EnergyModel
 from ebmkit.training import Trainer
 from ebmkit.types import TrainingBatch
 
@@ -76,12 +78,25 @@ def test_initializer_update_by_hand():
 
 def test_tweedie_by_hand():
     schedule = SCHEDULES.build("cosine_logsnr")
+    divergence = DIVERGENCES.build("recovery_likelihood", schedule=schedule)
     x0 = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
-    out = tweedie_denoise(x0, Quadratic(), schedule, score_scale=2.0)
+    out = energy_denoise(x0, lambda x: divergence.data_energy(Quadratic(), x), schedule, scale=2.0)
     m = float(schedule.recovery_scale[0])
-    grad = m * (m * x0) / 0.5**2  # ∇_x E(m x, 0) for E(y) = ‖y‖²/(2·0.25)
+    grad = m * (m * x0) / 0.5**2  # ∇_x E(m x, 0) for E(y) = ‖y‖²/(2·0.25): level 0 lives on y = m x
     want = (x0 - 2.0 * float(1 - schedule.alphas_cumprod[0]) * grad) / float(schedule.sqrt_alphas_cumprod[0])
     assert torch.allclose(out, want, atol=1e-6)
+
+
+def test_cooperative_generation_ends_with_the_denoising_step_when_asked():
+    recipe = Recipe.from_name("cdrl").override({"sampler.refine.n_steps": 2})
+    plain = EnergyModel(recipe, (2,))
+    denoised = EnergyModel(recipe.override({"sampler.denoise": True}), (2,))
+    denoised.load_state_dict(plain.state_dict())
+    x = plain.generate(64, generator=torch.Generator().manual_seed(0))
+    y = denoised.generate(64, generator=torch.Generator().manual_seed(0))
+    want = energy_denoise(x, plain.data_energy, plain.schedule, scale=2.0)  # CDRL code's scale
+    assert not torch.allclose(x, y)
+    assert torch.allclose(y, want, atol=1e-5)
 
 
 def test_refine_stage_must_be_a_refiner():

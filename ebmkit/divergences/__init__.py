@@ -1,7 +1,9 @@
 """Divergences: the objectives the energy (and learnable samplers) minimise."""
 
+from ebmkit.divergences.adversarial import AdversarialDivergence, ForwardKL, Jeffrey, ReverseKL
 from ebmkit.divergences.base import Divergence, LossOutput
 from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
 from ebmkit.registry import DIVERGENCES
 
-__all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood"]
+__all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood", "Jeffrey", "ForwardKL", "ReverseKL",
+           "AdversarialDivergence"]

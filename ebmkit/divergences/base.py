@@ -9,6 +9,9 @@ from ebmkit.types import LossOutput, TrainingBatch
 
 
 class Divergence:
+    trains_generators: bool = False
+    """True when `sampler_loss` is the sampler's objective (DDAEBM's generator divergences)."""
+
     def __init__(self, options, *, schedule):
         self.config, self.schedule = options, schedule
 
@@ -22,3 +25,8 @@ class Divergence:
     def data_energy(self, energy, x: Tensor) -> Tensor:
         """Energy of clean data under the model: the level-0 energy, in data space."""
         return energy(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
+
+    def sampler_loss(self, batch: TrainingBatch, negatives: Tensor, energy, sampler,
+                     generator: torch.Generator | None = None) -> LossOutput:
+        """The learnable sampler's objective; by default the sampler's own (CDRL's initializer)."""
+        return sampler.loss(batch, negatives, energy)

@@ -9,7 +9,13 @@ from ebmkit.schedules.base import NoiseSchedule
 
 
 class Energy(nn.Module):
-    """A parameterisation wrapped around a network (the backbone lives in `ebmkit.networks`)."""
+    """A parameterisation wrapped around a network (the backbone lives in `ebmkit.networks`).
+
+    ``network_output`` says what the network must return: one scalar per sample ("scalar") or
+    a tensor shaped like the data ("data", e.g. the U of E = ½‖x − U(x, t)‖²).
+    """
+
+    network_output: str = "scalar"
 
     def __init__(self, options, *, network: nn.Module, schedule: NoiseSchedule):
         super().__init__()

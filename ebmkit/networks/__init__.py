@@ -2,7 +2,8 @@
 `ebmkit.energies`, the way EDM separates preconditioning from the U-Net."""
 
 from ebmkit.networks.embedding import LevelEmbedding, sinusoidal_embedding
+from ebmkit.networks.embed_mlp import EmbedMLP
 from ebmkit.networks.mlp import TimeMLP
 from ebmkit.registry import NETWORKS
 
-__all__ = ["NETWORKS", "LevelEmbedding", "TimeMLP", "sinusoidal_embedding"]
+__all__ = ["NETWORKS", "LevelEmbedding", "TimeMLP", "EmbedMLP", "sinusoidal_embedding"]

@@ -1,9 +1,10 @@
 """Samplers: where negatives come from, and how a trained model generates."""
 
 from ebmkit.registry import SAMPLERS
+from ebmkit.samplers.adversarial import AdversarialSampler
 from ebmkit.samplers.base import Sampler, TrainingBatch
 from ebmkit.samplers.cooperative import CooperativeSampler
-from ebmkit.samplers.denoise import tweedie_denoise
+from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.samplers.langevin import LangevinSampler
 
-__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "tweedie_denoise"]
+__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler", "energy_denoise"]

@@ -2,28 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from ebmkit.registry import Options
+from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.types import TrainingBatch
+
+
+class SamplerOptions(Options):
+    """Options every sampler has: the final energy-based denoising step of generation."""
+
+    denoise: bool = Field(False, description="one Tweedie step on the level-0 energy after generation")
+    denoise_scale: float = Field(1.0, gt=0, description="step η = denoise_scale · σ̄_0² (1: Tweedie)")
+
+
+def _level0_energy(energy: nn.Module, x: Tensor) -> Tensor:
+    return energy(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
 
 
 class Sampler(nn.Module):
     """Produces negatives (`sample`) and generates from the prior (`generate`).
 
-    A learnable sampler has parameters (its own optimizer group) and a `loss`.
+    A learnable sampler has parameters (its own optimizer group) and a `loss`, unless
+    ``needs_generator_objective``: then the divergence's `sampler_loss` trains it.
     """
 
+    Options = SamplerOptions
     learnable: bool = False
+    needs_generator_objective: bool = False
 
-    def __init__(self, options, *, schedule, shape: tuple[int, ...], energy: nn.Module | None = None):
+    def __init__(self, options, *, schedule, shape: tuple[int, ...], energy: nn.Module | None = None,
+                 data_energy: Callable | None = None):
         """``energy`` is offered so a sampler can read the parameterisation's constants;
-        a sampler must not keep it (the energy belongs to the model, not the sampler)."""
+        a sampler must not keep it (the energy belongs to the model, not the sampler).
+        ``data_energy(energy, x)`` is the level-0 energy in data space (the divergence's)."""
         super().__init__()
         self.config, self.schedule, self.shape = options, schedule, tuple(shape)
+        self.data_energy = data_energy or _level0_energy
 
     def sample(self, batch: TrainingBatch, energy: nn.Module, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
     def generate(self, n: int, energy: nn.Module, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def finish(self, x: Tensor, energy: nn.Module) -> Tensor:
+        """The end of `generate`: the optional denoising step on the level-0 energy."""
+        if not self.config.denoise:
+            return x
+        return energy_denoise(x, lambda v: self.data_energy(energy, v), self.schedule, self.config.denoise_scale)

@@ -20,18 +20,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from ebmkit.registry import NETWORKS, SAMPLERS, Options
-from ebmkit.samplers.base import Sampler
+from ebmkit.networks.init import zero_output_layer
+from ebmkit.registry import NETWORKS, SAMPLERS
+from ebmkit.samplers.base import Sampler, SamplerOptions
 from ebmkit.types import LossOutput, TrainingBatch
-from ebmkit.samplers.denoise import tweedie_denoise
-
-
-def zero_output_layer(module: nn.Module) -> None:
-    """Zero the last affine layer, so a residual network starts as the identity map."""
-    last = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
-    nn.init.zeros_(last.weight)
-    if last.bias is not None:
-        nn.init.zeros_(last.bias)
 
 
 @SAMPLERS.register("cooperative")
@@ -40,14 +32,13 @@ class CooperativeSampler(Sampler):
 
     learnable = True
 
-    class Options(Options):
+    class Options(SamplerOptions):
         initializer: Any = Field(default_factory=lambda: {"name": "mlp", "width": 64, "depth": 2, "activation": "silu"},
                                  description="network spec of NN_φ(x_{t+1}, t+1)")
         refine: Any = Field(default_factory=lambda: {"name": "langevin", "n_steps": 15, "generate_noise_scale": 1.0},
                             description="sampler spec of the refinement stage")
         initial_noise: bool = Field(True, description="add √β̃ m ξ to the proposal (CDRL's p_with_noise)")
-        denoise: bool = Field(False, description="Tweedie step from level 0 after generation (CDRL images)")
-        tweedie_score_scale: float = Field(2.0, gt=0, description="2.0 = CDRL's code (see specs/cdrl.md §10)")
+        denoise_scale: float = Field(2.0, gt=0, description="2.0 = CDRL's code (see specs/cdrl.md §10)")
 
         @field_validator("initializer")
         @classmethod
@@ -59,12 +50,13 @@ class CooperativeSampler(Sampler):
         def _refine(cls, spec):
             return SAMPLERS.validate(spec)
 
-    def __init__(self, options, *, schedule, shape, energy=None):
-        super().__init__(options, schedule=schedule, shape=shape, energy=energy)
+    def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
+        super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         self.initializer = NETWORKS.build(options.initializer, dim=math.prod(self.shape),
                                           num_levels=schedule.num_levels, out_dim=math.prod(self.shape))
         zero_output_layer(self.initializer)
-        self.refiner = SAMPLERS.build(options.refine, schedule=schedule, shape=shape, energy=energy)
+        self.refiner = SAMPLERS.build(options.refine, schedule=schedule, shape=shape, energy=energy,
+                                      data_energy=data_energy)
         if self.refiner.learnable or not hasattr(self.refiner, "refine"):
             raise ValueError(f"refine must be a non-learnable sampler with a refine stage, got '{options.refine['name']}'")
         s = schedule
@@ -95,7 +87,4 @@ class CooperativeSampler(Sampler):
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None) -> Tensor:
-        x = self.refiner.generate(n, energy, generator, propose=self.propose)
-        if self.config.denoise:
-            x = tweedie_denoise(x, energy, self.schedule, self.config.tweedie_score_scale)
-        return x
+        return self.finish(self.refiner.generate(n, energy, generator, propose=self.propose), energy)

@@ -19,15 +19,15 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from ebmkit.registry import SAMPLERS, Options
-from ebmkit.samplers.base import Sampler, TrainingBatch
+from ebmkit.registry import SAMPLERS
+from ebmkit.samplers.base import Sampler, SamplerOptions, TrainingBatch
 
 
 @SAMPLERS.register("langevin")
 class LangevinSampler(Sampler):
     """Recovery-likelihood Langevin: K steps per level from the noisier sample (DRL)."""
 
-    class Options(Options):
+    class Options(SamplerOptions):
         n_steps: int = Field(30, ge=1, description="K, Langevin steps per level")
         b_square: Optional[float] = Field(
             None, gt=0, description="b² of s_t² = b² c_t σ²_{t+1}; null: the energy's own s_t² (DRL's f = g/s_t²)"
@@ -36,8 +36,8 @@ class LangevinSampler(Sampler):
         noise_scale: float = Field(1.0, ge=0, description="λ while training")
         generate_noise_scale: float = Field(0.99, ge=0, description="λ when generating")
 
-    def __init__(self, options, *, schedule, shape, energy=None):
-        super().__init__(options, schedule=schedule, shape=shape, energy=energy)
+    def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
+        super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         s = schedule
         if options.b_square is not None:
             step = s.langevin_step_sizes(options.b_square, options.c_rule)
@@ -82,4 +82,4 @@ class LangevinSampler(Sampler):
             y0 = x if propose is None else propose(x, t, generator)
             y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator)
             x = y / self.recovery_scale[level]
-        return x
+        return x if propose is not None else self.finish(x, energy)

@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -65,15 +66,31 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 def ema_multi_avg_fn(decay: float, warmup: bool):
     """EMA update for AveragedModel. With warm-up the decay is min(decay, (1+n)/(10+n)) after n
     updates (TF's ExponentialMovingAverage with num_updates), so short runs are not dominated
-    by the initial weights."""
+    by the initial weights. AveragedModel passes one device/dtype group per call."""
 
     @torch.no_grad()
     def update(ema_params, params, num_averaged):
         n = int(num_averaged)
+        if not ema_params[0].is_floating_point():  # counters among the buffers: copied, not averaged
+            torch._foreach_copy_(ema_params, params)
+            return
         d = min(decay, (1 + n) / (10 + n)) if warmup else decay
         torch._foreach_lerp_(ema_params, params, 1 - d)
 
     return update
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Parameters of ``module`` get no gradient inside the block (gradients still reach inputs)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def default_run_dir(recipe, root: Path = Path("runs")) -> Path:
@@ -216,9 +233,10 @@ class Trainer:
         if norm is not None:
             metrics["grad_norm"] = norm
         if m.sampler.learnable:
-            s_out = m.sampler.loss(batch, negatives, m.energy)
-            metrics.update(s_out.metrics)
-            self._update("sampler", s_out.loss, list(m.sampler.parameters()))
+            with frozen(m.energy):  # the sampler's objective reads the just-updated energy, never trains it
+                s_out = m.divergence.sampler_loss(batch, negatives, m.energy, m.sampler, generator=self.generator)
+                metrics.update(s_out.metrics)
+                self._update("sampler", s_out.loss, list(m.sampler.parameters()))
         self.ema.update_parameters(m)
         self.step += 1
         return metrics

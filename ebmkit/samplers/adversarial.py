@@ -1,0 +1,108 @@
+"""Adversarial sampler (DDAEBM, Geng et al. 2024, §3.2): a generator denoises in one draw.
+
+For the pair (x_t, x_{t+1}) the generator-defined denoiser is (DDAEBM Eq. 9, as in DDGAN)
+
+    x̂_0 = G_ψ(x_{t+1}, z, t),  z ~ N(0, I),     x_t ~ q(x_t | x_{t+1}, x̂_0)
+
+— a reparameterised posterior draw, so gradients reach ψ; no noise is added at t = 0. A
+Gaussian variational posterior q_φ(z | x_t, x_{t+1}, t) (the encoder) serves the generator's
+entropy bound (Eq. 16) and its ELBO (Eq. 18). Generation runs the T draws from x_T ~ N(0, I):
+NFE = T, no MCMC. The objective of ψ and φ belongs to the divergence (`jeffrey`, `kl`,
+`reverse_kl`); this module owns only the networks and the distributions they define.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor
+
+from ebmkit.registry import NETWORKS, SAMPLERS
+from ebmkit.samplers.base import Sampler, SamplerOptions
+from ebmkit.types import TrainingBatch
+
+_TOY_NET = {"name": "embed_mlp", "batch_norm": True}
+
+
+@SAMPLERS.register("adversarial")
+class AdversarialSampler(Sampler):
+    """DDAEBM: generator G(x_{t+1}, z, t) → x̂_0, posterior draw of x_t; encoder q_φ(z | x_t, x_{t+1}, t)."""
+
+    learnable = True
+    needs_generator_objective = True
+
+    class Options(SamplerOptions):
+        generator: Any = Field(default_factory=lambda: dict(_TOY_NET), description="network spec of G_ψ")
+        encoder: Any = Field(default_factory=lambda: dict(_TOY_NET), description="network spec of q_φ")
+        latent_dim: int = Field(2, ge=1, description="d_z (2 in 2D, 100 for images)")
+        latent: Literal["gaussian", "zero"] = Field("gaussian", description="'zero': the paper's no-latent ablation")
+        posterior_min_variance: Optional[float] = Field(
+            None, gt=0, description="clip of q(x_t | x_{t+1}, x_0)'s variance when drawing (images: 1e-4)")
+
+        @field_validator("generator", "encoder")
+        @classmethod
+        def _network(cls, spec):
+            return NETWORKS.validate(spec)
+
+    def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
+        super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
+        dim, d_z, T = math.prod(self.shape), options.latent_dim, schedule.num_levels
+        self.generator = NETWORKS.build(options.generator, dim=dim + d_z, num_levels=T, out_dim=dim)
+        self.encoder = NETWORKS.build(options.encoder, dim=2 * dim, num_levels=T, out_dim=2 * d_z)
+        var = schedule.posterior_variance
+        if options.posterior_min_variance is not None:
+            var = var.clamp(min=options.posterior_min_variance)
+        self.register_buffer("draw_std", var.sqrt().float(), persistent=False)
+        self._latent: Optional[Tensor] = None
+
+    # -- the distributions ----------------------------------------------------------------
+    def latent_sample(self, n: int, like: Tensor, generator=None) -> Tensor:
+        z = torch.randn((n, self.config.latent_dim), generator=generator, device=like.device, dtype=like.dtype)
+        return z.zero_() if self.config.latent == "zero" else z
+
+    def predict_x0(self, x_next: Tensor, z: Tensor, t: Tensor) -> Tensor:
+        """x̂_0 = G_ψ(x_{t+1}, z, t)."""
+        out = self.generator(torch.cat([x_next.flatten(1), z], dim=1), t)
+        return out.view_as(x_next)
+
+    def posterior_draw(self, x_next: Tensor, x0_hat: Tensor, t: Tensor, generator=None) -> Tensor:
+        """x_t ~ q(x_t | x_{t+1}, x̂_0), reparameterised; the mean alone at t = 0."""
+        mean, _ = self.schedule.q_posterior(x_next, x0_hat, t)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        std = self.schedule.gather(self.draw_std, t, mean) * (t > 0).view((-1,) + (1,) * (mean.dim() - 1))
+        return mean + std * noise
+
+    def encode(self, x_t: Tensor, x_next: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q_φ(z | x_t, x_{t+1}, t)."""
+        h = self.encoder(torch.cat([x_t.flatten(1), x_next.flatten(1)], dim=1), t)
+        mu, log_var = h.chunk(2, dim=1)
+        return mu, log_var
+
+    # -- the sampler contract ---------------------------------------------------------------
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
+        """Negatives x'_t with their graph (the generator's objective backpropagates through
+        them); the latent that made them is kept for the entropy bound."""
+        x_next, t = batch.condition, batch.level
+        z = self.latent_sample(x_next.shape[0], x_next, generator)
+        self._latent = z
+        return self.posterior_draw(x_next, self.predict_x0(x_next, z, t), t, generator)
+
+    def take_latent(self) -> Tensor:
+        """The z of the last `sample` call (used once)."""
+        if self._latent is None:
+            raise RuntimeError("adversarial: the generator objective needs the latent of a preceding sample() call")
+        z, self._latent = self._latent, None
+        return z
+
+    @torch.no_grad()
+    def generate(self, n: int, energy, generator=None) -> Tensor:
+        """x_T ~ N(0, I); for t = T−1..0: z ~ N(0, I), x_t ~ q(x_t | x_{t+1}, G(x_{t+1}, z, t))."""
+        device = self.draw_std.device
+        x = self.schedule.prior_sample((n, *self.shape), generator=generator, device=device)
+        for level in reversed(range(self.schedule.num_levels)):
+            t = torch.full((n,), level, device=device, dtype=torch.long)
+            x = self.posterior_draw(x, self.predict_x0(x, self.latent_sample(n, x, generator), t), t, generator)
+        return self.finish(x, energy)
