@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 # Import order registers every built-in component before a recipe asks for one.
 from ebmkit import data, divergences, energies, networks, samplers, schedules  # noqa: F401
+from ebmkit.model import EnergyModel
 from ebmkit.recipes import Recipe, RecipeError
 
 try:
@@ -11,4 +12,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+local"
 
-__all__ = ["Recipe", "RecipeError", "__version__"]
+__all__ = ["EnergyModel", "Recipe", "RecipeError", "__version__"]

@@ -1,5 +1,5 @@
-"""The `ebmkit` command: train, sample, eval, show, list. Every command works with no flags on
-the built-in default (the `drl` recipe on a 2D toy set, on the CPU)."""
+"""The `ebmkit` command: train, sample, eval, show, list, hub push / pull. Every command works
+with no flags on the built-in default (the `drl` recipe on a 2D toy set, on the CPU)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ def _fail(message: str) -> None:
 
 def _user_errors():
     from ebmkit.data import DataError
+    from ebmkit.hub import HubError
     from ebmkit.recipes import RecipeError
     from ebmkit.registry import ComponentError
     from ebmkit.training import CheckpointError, TrainingError
 
-    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, FileExistsError)
+    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, FileExistsError)
 
 
 def parse_value(text: str):
@@ -99,15 +100,22 @@ def train(
         _fail(str(exc))
 
 
-def _load_run(run_dir: Path, weights: str):
+MODEL_HELP = "a run directory written by `ebmkit train`, or a pushed model: hf://org/name[@revision]"
+
+
+def _load_run(source: str, weights: str):
     from ebmkit.model import EnergyModel
 
-    return EnergyModel.from_run(run_dir, weights)
+    if source.startswith("hf://"):
+        from ebmkit.hub import download
+
+        return EnergyModel.from_run(download(source), weights, label=source)
+    return EnergyModel.from_run(Path(source), weights)
 
 
 @app.command()
 def sample(
-    run_dir: Path = typer.Argument(..., help="a run directory written by `ebmkit train`"),
+    run_dir: str = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(1000, "-n", min=1, help="number of samples"),
     output: Path = typer.Option(Path("samples.npy"), "--output", "-o", help=".npy (array) or .png (scatter)"),
     seed: int = typer.Option(0, "--seed"),
@@ -142,12 +150,13 @@ def sample(
 
 @app.command("eval")
 def evaluate_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory written by `ebmkit train`"),
+    run_dir: str = typer.Argument(..., help=MODEL_HELP),
     n: Optional[int] = typer.Option(None, "-n", min=2, help="generated and fresh points (default: the recipe's eval.n_samples)"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON on stdout"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
 ):
-    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood; saves eval.json."""
+    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood; saves eval.json in
+    a run directory (a pushed model's metrics are printed only)."""
     from ebmkit.data import DATASETS
     from ebmkit.evaluation import evaluate
     from ebmkit.training.checkpoint import write_json
@@ -158,7 +167,8 @@ def evaluate_cmd(
         metrics = evaluate(model, DATASETS.build(model.recipe.data), config)
     except _user_errors() as exc:
         _fail(str(exc))
-    write_json({"weights": weights, "n_samples": config.n_samples, **metrics}, run_dir / "eval.json")
+    if not run_dir.startswith("hf://"):
+        write_json({"weights": weights, "n_samples": config.n_samples, **metrics}, Path(run_dir) / "eval.json")
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
@@ -214,6 +224,57 @@ def list_cmd(
     out.print(table)
     if broken:
         err.print(f"[yellow]{broken} plugin component(s) failed to load; the rest work[/]")
+
+
+hub_app = typer.Typer(no_args_is_help=True, help="Share models on the Hugging Face Hub (token: HF_TOKEN or `hf auth login`).")
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("push")
+def hub_push(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `ebmkit train`"),
+    repo_id: str = typer.Argument(..., help="org/name on the Hub"),
+    raw: bool = typer.Option(False, "--raw", help="push the last checkpoint's raw weights instead of the EMA ones"),
+    private: bool = typer.Option(False, "--private", help="create the repo private (an existing repo keeps its visibility)"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="branch to commit to (created if missing; default main)"),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="commit message"),
+):
+    """Push a trained model: weights, config.json (the recipe), a model card and density.png."""
+    from ebmkit.model import EnergyModel
+    from ebmkit.training.checkpoint import find_checkpoint
+
+    try:
+        weights = "model.safetensors"
+        if raw:
+            found = find_checkpoint(run_dir / "checkpoint")
+            if found is None:
+                _fail(f"--raw: '{run_dir}' has no checkpoint/ with raw weights")
+            weights = str(found.relative_to(run_dir) / "model.safetensors")
+        model = EnergyModel.from_run(run_dir, weights)
+        commit = model.push_to_hub(repo_id, private=private or None, revision=revision, commit_message=message)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    err.print(f"pushed {run_dir} ({model.weights_kind} weights) to {repo_id}, commit {commit}", soft_wrap=True)
+
+
+@hub_app.command("pull")
+def hub_pull(
+    repo_id: str = typer.Argument(..., help="org/name on the Hub (or hf://org/name@revision)"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="branch, tag or commit id (default main)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="copy the files here (default: the Hub cache only)"),
+):
+    """Download a pushed model and check that it loads; prints the folder holding it."""
+    from ebmkit.hub import download
+    from ebmkit.model import EnergyModel
+
+    try:
+        folder = download(repo_id, revision=revision, out=out_dir)
+        model = EnergyModel.from_run(folder, label=repo_id)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    err.print(f"{repo_id}: recipe '{model.recipe.name}' on '{model.recipe.data['name']}' ({model.weights_kind} weights)",
+              soft_wrap=True, highlight=False)
+    print(folder)
 
 
 def main() -> None:

@@ -12,6 +12,11 @@ from torch import Tensor, nn
 from ebmkit.registry import DIVERGENCES, ENERGIES, NETWORKS, SAMPLERS, SCHEDULES, ComponentError
 
 
+def weights_kind(weights_file: str) -> str:
+    """A run keeps EMA weights in model.safetensors (or best.safetensors), raw ones in checkpoint/."""
+    return "raw" if Path(weights_file).parts[0].startswith("checkpoint") else "ema"
+
+
 class EnergyModel(nn.Module):
     """Schedule + energy (network inside) + sampler + divergence, assembled from a recipe.
 
@@ -21,6 +26,9 @@ class EnergyModel(nn.Module):
     def __init__(self, recipe, shape: tuple[int, ...]):
         super().__init__()
         self.recipe, self.shape = recipe, tuple(shape)
+        # where the weights came from; `push_to_hub` takes the run's eval.json and density.png
+        self.source_dir: Path | None = None
+        self.weights_kind = "ema"  # "ema" or "raw": said in config.json and the model card
         self.schedule = SCHEDULES.build(recipe.schedule)
         dim = math.prod(self.shape)
         energy_cls = ENERGIES.get(recipe.energy["name"]).obj
@@ -54,9 +62,24 @@ class EnergyModel(nn.Module):
         return self.divergence.data_energy(self.energy, x)
 
     # -- files --------------------------------------------------------------------------
+    def config(self) -> dict:
+        """``config.json`` of a run or a Hub repo: all it takes to rebuild the model, no code."""
+        from ebmkit import __version__
+
+        return {
+            "recipe": self.recipe.model_dump(mode="json"),
+            "provenance": self.recipe.provenance(),
+            "shape": list(self.shape),
+            "weights": self.weights_kind,
+            "ebmkit_version": __version__,
+            "torch_version": torch.__version__,
+        }
+
     @classmethod
-    def from_run(cls, run_dir: str | Path, weights: str = "model.safetensors") -> "EnergyModel":
-        """Rebuild a trained model from a run directory (``config.json`` + safetensors weights)."""
+    def from_run(cls, run_dir: str | Path, weights: str = "model.safetensors", *, label: str | None = None) -> "EnergyModel":
+        """Rebuild a trained model from a run directory or a downloaded Hub repo
+        (``config.json`` + safetensors weights; nothing is unpickled). ``label`` names the
+        model in errors (default: the config.json path)."""
         from ebmkit.recipes import Recipe
         from ebmkit.training.checkpoint import CheckpointError, load_tensors
 
@@ -64,9 +87,44 @@ class EnergyModel(nn.Module):
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise CheckpointError(f"'{run_dir}' is not an ebmkit run directory: config.json not found")
-        config = json.loads(config_path.read_text())
-        recipe = Recipe.create(**config["recipe"])
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"'{config_path}' is not valid JSON ({exc})") from None
+        recipe = Recipe.from_config(config, where=label or str(config_path))
         model = cls(recipe, tuple(config["shape"]))
         state = load_tensors(run_dir / weights)
         model.load_state_dict(state, strict=True)
+        model.source_dir = run_dir
+        model.weights_kind = "raw" if weights_kind(weights) == "raw" else config.get("weights", "ema")
         return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path: str | Path, revision: str | None = None,
+                        token: str | bool | None = None) -> "EnergyModel":
+        """A model pushed with `push_to_hub`: a Hub repo id (``org/name``, ``hf://org/name@rev``)
+        or a local directory. Downloads through huggingface_hub's cache (``HF_HUB_OFFLINE=1``
+        reads the cache only)."""
+        from ebmkit.hub import download
+
+        local = Path(repo_id_or_path)
+        if not str(repo_id_or_path).startswith("hf://") and local.is_dir():
+            return cls.from_run(local)
+        folder = download(str(repo_id_or_path), revision=revision, token=token)
+        return cls.from_run(folder, label=str(repo_id_or_path))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write what a Hub repo holds: weights, config.json, a model card and, when the model
+        came from a run, its density picture. `from_run` / `from_pretrained` read it back."""
+        from ebmkit.hub import save_pretrained
+
+        return save_pretrained(self, folder)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, revision: str | None = None,
+                    commit_message: str | None = None, token: str | bool | None = None) -> str:
+        """Upload `save_pretrained`'s folder to the Hub; returns the commit id. The token comes
+        from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``) unless given."""
+        from ebmkit.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, revision=revision, commit_message=commit_message,
+                           token=token)

@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ebmkit.registry import ComponentError, registry
+from ebmkit.registry import BUILTIN, ComponentError, registry
 
 COMPONENTS = {
     "data": "datasets",
@@ -120,11 +120,37 @@ class Recipe(BaseModel):
                 data = json.loads(text)
         except Exception as exc:
             raise RecipeError(f"recipe file '{path}' is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
-        if isinstance(data, dict) and "recipe" in data:  # a run's config.json
-            data = data["recipe"]
         if not isinstance(data, dict):
             raise RecipeError(f"recipe file '{path}' must hold a mapping, got {type(data).__name__}")
+        if "recipe" in data:  # a run's (or a Hub repo's) config.json
+            return cls.from_config(data, where=str(path))
         return cls.create(**data)
+
+    @classmethod
+    def from_config(cls, config: dict, where: str = "config.json") -> "Recipe":
+        """The recipe inside a run's or a Hub repo's ``config.json``.
+
+        The config records which package supplied each component when the model was saved, so
+        a component missing here fails with the package to install instead of a bare name.
+        """
+        from ebmkit import __version__
+
+        if not isinstance(config.get("recipe"), dict):
+            raise RecipeError(f"'{where}' has no 'recipe' mapping; it was not written by ebmkit")
+        for field, origin in (config.get("provenance") or {}).items():
+            if field not in COMPONENTS or not isinstance(origin, dict) or not isinstance(origin.get("name"), str):
+                continue
+            if origin["name"] in registry(COMPONENTS[field]).names():
+                continue
+            source = origin.get("source", BUILTIN)
+            if source == BUILTIN:
+                hint = (f"it is built into ebmkit {config.get('ebmkit_version', '(unknown version)')}, "
+                        f"this is ebmkit {__version__}: upgrade torch-ebmkit")
+            else:
+                hint = f"it comes from the plugin package '{source}': pip install {source}"
+            label = "data set" if field == "data" else field
+            raise ComponentError(f"'{where}' needs the {label} '{origin['name']}', which is not installed; {hint}")
+        return cls.create(**config["recipe"])
 
     def override(self, changes: dict[str, Any]) -> "Recipe":
         """A copy with dotted keys replaced: ``{"train.lr": 3e-4, "sampler.n_steps": 15}``.

@@ -209,16 +209,7 @@ class Trainer:
             stats.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
     def _write_config(self):
-        write_json(
-            {
-                "recipe": self.recipe.model_dump(mode="json"),
-                "provenance": self.recipe.provenance(),
-                "shape": [self.dataset.dim],
-                "ebmkit_version": _version(),
-                "torch_version": torch.__version__,
-            },
-            self.run_dir / "config.json",
-        )
+        write_json(self.model.config(), self.run_dir / "config.json")
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -303,6 +294,7 @@ class Trainer:
         if tc.keep_best and best.is_file():
             self.ema.module.load_state_dict(load_tensors(best))
         model = self.ema.module.eval()
+        model.source_dir = self.run_dir
         save_tensors(model.state_dict(), self.run_dir / "model.safetensors")
         if self.dataset.dim == 2:
             from ebmkit.training.plots import density_figure
@@ -319,8 +311,3 @@ class Trainer:
         )
         return model
 
-
-def _version() -> str:
-    from ebmkit import __version__
-
-    return __version__

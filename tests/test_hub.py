@@ -1,0 +1,269 @@
+"""The Hub, end to end on 127.0.0.1: push with huggingface_hub's own upload code, pull from `olah`.
+
+Downloads go to `olah` 0.5.4, a real server of the Hub's download API, serving local git repos
+offline. Uploads go to tests/hub_upload_server.py (the Hub's create-repo / preupload / commit
+calls; its docstring lists what it simplifies), which writes the git repos olah serves. The
+client is always the installed huggingface_hub, in a subprocess, because it reads HF_ENDPOINT
+when it is imported.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from ebmkit import EnergyModel, Recipe
+from ebmkit.evaluation import evaluate
+from ebmkit.data import DATASETS
+from ebmkit.hub import HubError, parse_hub_id
+from ebmkit.training import Trainer
+from ebmkit.training.checkpoint import load_tensors, write_json
+
+from hub_upload_server import HubUploadServer, commit_files, git
+
+TOKEN = "hf_ebmkit_test_token"
+N, SEED = 256, 7
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """olah serving <root>/mirrors read-only, and the upload server writing there."""
+    root = tmp_path_factory.mktemp("hub")
+    mirrors = root / "mirrors"
+    (mirrors / "models").mkdir(parents=True)
+    port = free_port()
+    (root / "olah.toml").write_text(
+        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "olah-cache"}"\n'
+        f'mirrors-path = ["{mirrors}"]\nmetadata-cache-ttl = 0\n[accessibility]\noffline = true\n'
+    )
+    log = open(root / "olah.log", "w")
+    olah = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(root / "olah.toml"),
+                             "--log-path", str(root / "olah-logs")], stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models/none/none/revision/main", timeout=2)
+        except urllib.error.HTTPError:
+            break  # it answers (404): up
+        except OSError:
+            if olah.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"olah did not start: {(root / 'olah.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    with HubUploadServer(mirrors, TOKEN) as upload:
+        yield {"root": root, "mirrors": mirrors, "olah": url, "upload": upload, "hf_home": root / "hf-home"}
+    olah.terminate()
+    olah.wait(timeout=30)
+    log.close()
+
+
+def cli(hub, *args, endpoint="olah", token=False, offline=False, cwd=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_HOME": str(hub["hf_home"]), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "EBMKIT_NO_PLUGINS": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200",
+                "HF_ENDPOINT": hub["upload"].url if endpoint == "upload" else hub["olah"]})
+    if endpoint == "dead":
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    if token:
+        env["HF_TOKEN"] = TOKEN
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def ebmkit(hub, *args, **kw):
+    result = cli(hub, sys.executable, "-m", "ebmkit", *args, **kw)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def one_line_error(result, *needles):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def train(run_dir, seed):
+    recipe = Recipe.from_name("drl").override({
+        "network.width": 16, "network.depth": 1, "sampler.n_steps": 3, "train.batch_size": 32, "train.steps": 4,
+        "train.seed": seed, "eval.n_samples": 200, "eval.n_projections": 20, "eval.grid_resolution": 16,
+    })
+    model = Trainer(recipe, run_dir, progress=False).fit()
+    return run_dir, model
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny trained runs; the first also evaluated (its eval.json goes into the card)."""
+    root = tmp_path_factory.mktemp("runs")
+    a, model_a = train(root / "a", seed=0)
+    metrics = evaluate(model_a, DATASETS.build(model_a.recipe.data), model_a.recipe.eval)
+    write_json({"weights": "model.safetensors", "n_samples": 200, **metrics}, a / "eval.json")
+    b, _ = train(root / "b", seed=1)
+    return a, b
+
+
+def samples_of(run_dir, weights="model.safetensors"):
+    model = EnergyModel.from_run(run_dir, weights)
+    return model.generate(N, generator=torch.Generator().manual_seed(SEED)).numpy()
+
+
+def sample_cli(hub, source, out, **kw):
+    ebmkit(hub, "sample", source, "-n", str(N), "--seed", str(SEED), "-o", str(out), **kw)
+    return np.load(out)
+
+
+def same_tensors(path_a, path_b):
+    a, b = load_tensors(path_a), load_tensors(path_b)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- push -> pull -> identical samples ---------------------------------------------------------
+def test_push_then_pull_gives_identical_samples(hub, runs, tmp_path):
+    run_a, _ = runs
+    pushed = ebmkit(hub, "hub", "push", str(run_a), "alice/toy", "--private", endpoint="upload", token=True)
+    assert "alice/toy" in pushed.stderr
+    repo = hub["mirrors"] / "models" / "alice" / "toy"
+    assert set(git(repo, "ls-tree", "--name-only", "main").split()) == {
+        ".gitattributes", "README.md", "config.json", "density.png", "model.safetensors"}
+    assert hub["upload"].private["alice/toy"] is True
+
+    # the CLI: hub pull --out, then sample/eval straight from hf://
+    pulled = ebmkit(hub, "hub", "pull", "alice/toy", "--out", str(tmp_path / "pulled"))
+    folder = Path(pulled.stdout.strip())
+    assert folder == tmp_path / "pulled"
+    assert same_tensors(folder / "model.safetensors", run_a / "model.safetensors")
+    assert json.loads((folder / "config.json").read_text())["recipe"] == json.loads(
+        (run_a / "config.json").read_text())["recipe"]
+    expected = samples_of(run_a)
+    np.testing.assert_array_equal(sample_cli(hub, "hf://alice/toy", tmp_path / "s.npy"), expected)
+    evaluated = json.loads(ebmkit(hub, "eval", "hf://alice/toy", "-n", "200", "--json").stdout)
+    assert evaluated["sw"] == pytest.approx(json.loads((run_a / "eval.json").read_text())["sw"], rel=1e-6)
+
+    # the Python API: EnergyModel.from_pretrained, and huggingface_hub's snapshot_download
+    script = (
+        "import numpy as np, torch, sys\n"
+        "from huggingface_hub import snapshot_download\n"
+        "from ebmkit import EnergyModel\n"
+        "g = lambda: torch.Generator().manual_seed(%d)\n"
+        "m = EnergyModel.from_pretrained('alice/toy')\n"
+        "np.save(sys.argv[1], m.generate(%d, generator=g()).numpy())\n"
+        "folder = snapshot_download('alice/toy', revision='main')\n"
+        "np.save(sys.argv[2], EnergyModel.from_run(folder).generate(%d, generator=g()).numpy())\n" % (SEED, N, N)
+    )
+    result = cli(hub, sys.executable, "-c", script, str(tmp_path / "p.npy"), str(tmp_path / "q.npy"))
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), expected)
+
+    # offline: the cache alone serves it, with the Hub unreachable
+    offline = sample_cli(hub, "hf://alice/toy", tmp_path / "o.npy", endpoint="dead", offline=True)
+    np.testing.assert_array_equal(offline, expected)
+
+
+def test_revision_pinning_gives_older_weights(hub, runs, tmp_path):
+    run_a, run_b = runs
+    first = ebmkit(hub, "hub", "push", str(run_a), "alice/pinned", endpoint="upload", token=True)
+    second = ebmkit(hub, "hub", "push", str(run_b), "alice/pinned", endpoint="upload", token=True)
+    commit_a = first.stderr.split("commit ")[-1].split()[0]
+    commit_b = second.stderr.split("commit ")[-1].split()[0]
+    assert commit_a != commit_b
+    repo = hub["mirrors"] / "models" / "alice" / "pinned"
+    assert git(repo, "rev-parse", "main") == commit_b
+
+    old = Path(ebmkit(hub, "hub", "pull", "alice/pinned", "--revision", commit_a).stdout.strip())
+    new = Path(ebmkit(hub, "hub", "pull", "alice/pinned").stdout.strip())
+    assert same_tensors(old / "model.safetensors", run_a / "model.safetensors")
+    assert same_tensors(new / "model.safetensors", run_b / "model.safetensors")
+    assert not same_tensors(old / "model.safetensors", new / "model.safetensors")
+    np.testing.assert_array_equal(sample_cli(hub, f"hf://alice/pinned@{commit_a}", tmp_path / "a.npy"),
+                                  samples_of(run_a))
+
+    # a branch: push --revision dev leaves main alone
+    ebmkit(hub, "hub", "push", str(run_a), "alice/pinned", "--revision", "dev", endpoint="upload", token=True)
+    assert git(repo, "rev-parse", "main") == commit_b
+    dev = Path(ebmkit(hub, "hub", "pull", "alice/pinned", "--revision", "dev").stdout.strip())
+    assert same_tensors(dev / "model.safetensors", run_a / "model.safetensors")
+
+
+def test_raw_weights_push(hub, runs, tmp_path):
+    run_a, _ = runs
+    ebmkit(hub, "hub", "push", str(run_a), "alice/raw", "--raw", endpoint="upload", token=True)
+    folder = Path(ebmkit(hub, "hub", "pull", "alice/raw", "--out", str(tmp_path / "raw")).stdout.strip())
+    assert json.loads((folder / "config.json").read_text())["weights"] == "raw"
+    assert same_tensors(folder / "model.safetensors", run_a / "checkpoint" / "model.safetensors")
+    assert not same_tensors(folder / "model.safetensors", run_a / "model.safetensors")
+    card = (folder / "README.md").read_text()
+    assert "raw (non-averaged) weights" in card and "Not evaluated" in card  # eval.json was of the EMA weights
+
+
+# -- errors: one line, no traceback ------------------------------------------------------------
+def test_push_without_token_is_refused(hub, runs):
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "push", str(runs[0]), "alice/notoken",
+                       endpoint="upload"), "alice/notoken", "HF_TOKEN")
+
+
+def test_missing_repo_and_revision(hub, runs):
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "pull", "alice/nothing"), "alice/nothing")
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "sample", "hf://nobody/cached", offline=True),
+                   "nobody/cached", "not in the local Hub cache")
+
+
+def test_model_needing_a_missing_plugin_names_the_package(hub, runs, tmp_path):
+    """A repo whose config names a plugin's sampler: loading says what to install."""
+    run_a, _ = runs
+    config = json.loads((run_a / "config.json").read_text())
+    config["recipe"]["sampler"] = {"name": "ring_langevin", "n_steps": 3}
+    config["provenance"]["sampler"] = {"name": "ring_langevin", "source": "ebmkit-plugin-example"}
+    repo = hub["mirrors"] / "models" / "alice" / "needs-plugin"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    commit_files(repo, "main", {"config.json": json.dumps(config, indent=2).encode(),
+                                "model.safetensors": (run_a / "model.safetensors").read_bytes()}, [], "add", None)
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "sample", "hf://alice/needs-plugin", "-o",
+                       str(tmp_path / "s.npy")), "hf://alice/needs-plugin", "sampler 'ring_langevin'",
+                   "pip install ebmkit-plugin-example")
+
+
+# -- in process: the card and the ids ------------------------------------------------------------
+def test_model_card_has_metadata_metrics_and_picture(runs, tmp_path):
+    run_a, _ = runs
+    folder = EnergyModel.from_run(run_a).save_pretrained(tmp_path / "saved")
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "ebmkit"
+    assert {"ebmkit", "energy-based-model", "recipe:drl", "data:8gaussians"} <= set(card.data.tags)
+    sw = json.loads((run_a / "eval.json").read_text())["sw"]
+    assert f"| sw | {sw:.4f} |" in card.text
+    assert "![model density and samples](density.png)" in card.text
+    assert (folder / "density.png").read_bytes() == (run_a / "density.png").read_bytes()
+    assert "name: drl" in card.text  # the recipe, as YAML
+    # what save_pretrained wrote loads back to the same model
+    assert same_tensors(folder / "model.safetensors", run_a / "model.safetensors")
+    np.testing.assert_array_equal(samples_of(folder), samples_of(run_a))
+
+
+def test_hub_ids():
+    assert parse_hub_id("hf://org/name@v1") == ("org/name", "v1")
+    assert parse_hub_id("org/name") == ("org/name", None)
+    for bad in ("name", "hf://", "a/b/c", "org/na me"):
+        with pytest.raises(HubError, match="not a Hub model id"):
+            parse_hub_id(bad)
