@@ -159,21 +159,24 @@ def test_push_then_pull_gives_identical_samples(hub, runs, tmp_path):
     evaluated = json.loads(ebmkit(hub, "eval", "hf://alice/toy", "-n", "200", "--json").stdout)
     assert evaluated["sw"] == pytest.approx(json.loads((run_a / "eval.json").read_text())["sw"], rel=1e-6)
 
-    # the Python API: EnergyModel.from_pretrained, and huggingface_hub's snapshot_download
+    # the Python API: Recipe/EnergyModel.from_pretrained, and huggingface_hub's snapshot_download
     script = (
         "import numpy as np, torch, sys\n"
         "from huggingface_hub import snapshot_download\n"
-        "from ebmkit import EnergyModel\n"
+        "from ebmkit import EnergyModel, Recipe\n"
         "g = lambda: torch.Generator().manual_seed(%d)\n"
         "m = EnergyModel.from_pretrained('alice/toy')\n"
         "np.save(sys.argv[1], m.generate(%d, generator=g()).numpy())\n"
         "folder = snapshot_download('alice/toy', revision='main')\n"
-        "np.save(sys.argv[2], EnergyModel.from_run(folder).generate(%d, generator=g()).numpy())\n" % (SEED, N, N)
+        "np.save(sys.argv[2], EnergyModel.from_run(folder).generate(%d, generator=g()).numpy())\n"
+        "np.save(sys.argv[3], Recipe.from_pretrained('alice/toy').generate(%d, generator=g()).numpy())\n"
+        % (SEED, N, N, N)
     )
-    result = cli(hub, sys.executable, "-c", script, str(tmp_path / "p.npy"), str(tmp_path / "q.npy"))
+    paths = [tmp_path / f"{name}.npy" for name in "pqr"]
+    result = cli(hub, sys.executable, "-c", script, *map(str, paths))
     assert result.returncode == 0, result.stderr
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
-    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), expected)
+    for path in paths:
+        np.testing.assert_array_equal(np.load(path), expected)
 
     # offline: the cache alone serves it, with the Hub unreachable
     offline = sample_cli(hub, "hf://alice/toy", tmp_path / "o.npy", endpoint="dead", offline=True)

@@ -195,6 +195,14 @@ class Recipe(BaseModel):
 
         return Trainer(self, out, overwrite=overwrite, progress=progress).fit()
 
+    @staticmethod
+    def from_pretrained(repo_id_or_path: str | Path, revision: str | None = None, token: str | bool | None = None):
+        """The trained :class:`~ebmkit.model.EnergyModel` of a Hub repo or a local folder, as
+        `fit` would have returned it (see `EnergyModel.from_pretrained`)."""
+        from ebmkit.model import EnergyModel
+
+        return EnergyModel.from_pretrained(repo_id_or_path, revision=revision, token=token)
+
 
 def _explain(err: ValidationError) -> str:
     parts = []
