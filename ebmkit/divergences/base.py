@@ -29,4 +29,4 @@ class Divergence:
     def sampler_loss(self, batch: TrainingBatch, negatives: Tensor, energy, sampler,
                      generator: torch.Generator | None = None) -> LossOutput:
         """The learnable sampler's objective; by default the sampler's own (CDRL's initializer)."""
-        return sampler.loss(batch, negatives, energy)
+        return sampler.loss(batch, negatives, energy, generator=generator)

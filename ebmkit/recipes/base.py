@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
     eps: float = Field(1e-8, gt=0, description="Adam ε (DRL's Keras code used 1e-7)")
     weight_decay: float = Field(0.0, ge=0)
     sampler_lr: Optional[float] = Field(None, gt=0, description="learnable samplers' AdamW lr; null: lr")
+    sampler_grad_clip: Optional[float] = Field(None, gt=0, description="sampler's max grad norm; null: grad_clip")
+    pretrain_steps: int = Field(0, ge=0, description="steps of the sampler's own pretraining objective before step 1")
+    pretrain_lr: float = Field(1e-3, gt=0, description="Adam lr of the sampler pretraining phase")
     sampler_weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(0, ge=0, description="linear learning-rate warm-up, in iterations")
     lr_schedule: Literal["constant", "cosine"] = "constant"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from pydantic import Field
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ebmkit.registry import Options
 from ebmkit.samplers.denoise import energy_denoise
-from ebmkit.types import TrainingBatch
+from ebmkit.types import LossOutput, TrainingBatch
 
 
 class SamplerOptions(Options):
@@ -49,6 +49,16 @@ class Sampler(nn.Module):
 
     def generate(self, n: int, energy: nn.Module, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def optimizer_groups(self) -> list[dict]:
+        """Parameter groups of a learnable sampler's optimizer; a group's ``lr_scale``
+        multiplies the sampler lr (DxMI's log σ's learn 10-100× faster than the weights)."""
+        return [{"params": list(self.parameters())}]
+
+    def value_steps(self, energy: nn.Module, generator: torch.Generator | None = None) -> Iterator[LossOutput]:
+        """Losses the trainer steps, one by one, on the energy's optimizer right after the energy
+        step: a value function that shares the energy's network (DxMI's TD sweep). None by default."""
+        return iter(())
 
     def finish(self, x: Tensor, energy: nn.Module) -> Tensor:
         """The end of `generate`: the optional denoising step on the level-0 energy."""

@@ -77,7 +77,7 @@ class CooperativeSampler(Sampler):
         return self.refiner.refine(self._proposal, batch.condition, batch.level, energy,
                                    self.refiner.config.noise_scale, generator)
 
-    def loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
+    def loss(self, batch: TrainingBatch, negatives: Tensor, energy, generator=None) -> LossOutput:
         """‖sg(y^K) − y⁰‖² on the proposal of the last `sample` call."""
         if self._proposal is None:
             raise RuntimeError("cooperative.loss needs the proposal of a preceding sample() call")

@@ -144,9 +144,9 @@ class Trainer:
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
                                        weight_decay=tc.weight_decay)
         }
-        if self.model.sampler.learnable:
+        if self.model.sampler.learnable:  # groups may carry an "lr_scale" (DxMI's log σ: its own lr)
             self.optimizers["sampler"] = torch.optim.AdamW(
-                self.model.sampler.parameters(), lr=tc.sampler_lr or tc.lr, betas=tc.betas, eps=tc.eps,
+                self.model.sampler.optimizer_groups(), lr=tc.sampler_lr or tc.lr, betas=tc.betas, eps=tc.eps,
                 weight_decay=tc.sampler_weight_decay,
             )
         self.data_generator = torch.Generator().manual_seed(tc.seed)
@@ -164,10 +164,11 @@ class Trainer:
         """One optimizer step of a parameter group; returns the pre-clip gradient norm."""
         opt, tc = self.optimizers[group], self.recipe.train
         for g in opt.param_groups:
-            g["lr"] = self._lr(self.step, group)
+            g["lr"] = self._lr(self.step, group) * g.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(parameters, tc.grad_clip) if tc.grad_clip is not None else None
+        clip = tc.grad_clip if group == "energy" or tc.sampler_grad_clip is None else tc.sampler_grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(parameters, clip) if clip is not None else None
         opt.step()
         return norm
 
@@ -223,6 +224,11 @@ class Trainer:
         norm = self._update("energy", out.loss, list(m.energy.parameters()))
         if norm is not None:
             metrics["grad_norm"] = norm
+        # a value function sharing the energy's network (DxMI's TD sweep) takes its steps on the
+        # energy's optimizer; each loss is built after the previous step, so targets see it
+        for v_out in m.sampler.value_steps(m.energy, generator=self.generator):
+            self._update("energy", v_out.loss, list(m.energy.parameters()))
+            metrics.update(v_out.metrics)
         if m.sampler.learnable:
             with frozen(m.energy):  # the sampler's objective reads the just-updated energy, never trains it
                 s_out = m.divergence.sampler_loss(batch, negatives, m.energy, m.sampler, generator=self.generator)
@@ -231,6 +237,26 @@ class Trainer:
         self.ema.update_parameters(m)
         self.step += 1
         return metrics
+
+    def _pretrain_sampler(self):
+        """Train the sampler alone on its own objective (DxMI fine-tunes a DDPM) before step 1,
+        with a fresh Adam that is dropped afterwards; a step-0 checkpoint keeps it on resume."""
+        m, tc = self.model, self.recipe.train
+        if not m.sampler.learnable or not hasattr(m.sampler, "pretrain_loss"):
+            raise TrainingError(f"train.pretrain_steps is {tc.pretrain_steps} but sampler '{self.recipe.sampler['name']}' "
+                                "has no pretraining objective; set it to 0")
+        opt = torch.optim.Adam(m.sampler.parameters(), lr=tc.pretrain_lr, betas=tc.betas, eps=tc.eps)
+        t0 = time.perf_counter()
+        for _ in range(tc.pretrain_steps):
+            x0 = self.dataset.sample(tc.batch_size, generator=self.data_generator).to(self.device)
+            out = m.sampler.pretrain_loss(x0, generator=self.generator)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+        self.ema.update_parameters(m)  # the first update copies: the EMA starts from the pretrained sampler
+        self._save()
+        self.console.print(f"pretrained the sampler: {tc.pretrain_steps} steps in {time.perf_counter() - t0:.0f} s, "
+                           f"last loss {out.loss.item():.4f}", soft_wrap=True)
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
@@ -253,6 +279,8 @@ class Trainer:
             self._load()
             self.console.print(f"[bold]resuming[/] {self.run_dir} at step {self.step}", soft_wrap=True)
         self._write_config()
+        if not self.resume and self.recipe.train.pretrain_steps:
+            self._pretrain_sampler()
         tc = self.recipe.train
         stats = open(self.run_dir / "stats.jsonl", "a")
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
