@@ -2,8 +2,9 @@
 
 from ebmkit.divergences.adversarial import AdversarialDivergence, ForwardKL, Jeffrey, ReverseKL
 from ebmkit.divergences.base import Divergence, LossOutput
+from ebmkit.divergences.gcd import GeneralizedContrastiveDivergence
 from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
 from ebmkit.registry import DIVERGENCES
 
 __all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood", "Jeffrey", "ForwardKL", "ReverseKL",
-           "AdversarialDivergence"]
+           "AdversarialDivergence", "GeneralizedContrastiveDivergence"]
