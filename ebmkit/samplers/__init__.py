@@ -5,6 +5,8 @@ from ebmkit.samplers.adversarial import AdversarialSampler
 from ebmkit.samplers.base import Sampler, TrainingBatch
 from ebmkit.samplers.cooperative import CooperativeSampler
 from ebmkit.samplers.denoise import energy_denoise
+from ebmkit.samplers.dp_policy import DiffusionPolicySampler
 from ebmkit.samplers.langevin import LangevinSampler
 
-__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler", "energy_denoise"]
+__all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler",
+           "DiffusionPolicySampler", "energy_denoise"]
