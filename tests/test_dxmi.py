@@ -323,3 +323,13 @@ def test_8gaussians_is_the_dxmi_data():
     """specs/dxmi.md §5.2: centres at radius 4/1.414, per-axis std 0.5/1.414."""
     x = DATASETS.build("8gaussians").sample(20000, generator=torch.Generator().manual_seed(0))
     assert x.norm(dim=1).mean().item() == pytest.approx(4 / 1.414, rel=0.03)
+
+
+def test_resume_after_pretraining_repeats_an_uninterrupted_run(tmp_path):
+    """The step-0 checkpoint keeps the pretrained policy; AVR's s² and log σ's lr group resume too."""
+    straight = _tiny(**{"train.steps": 4}).fit(tmp_path / "a", progress=False)
+    _tiny(**{"train.steps": 2, "train.checkpoint_every": 2}).fit(tmp_path / "b", progress=False)
+    resumed = Trainer(_tiny(**{"train.steps": 4, "train.checkpoint_every": 2}), tmp_path / "b", resume=True,
+                      progress=False).fit()
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
