@@ -210,7 +210,7 @@ class DiffusionPolicySampler(Sampler):
         x_next, k = pool[idx], idx // n + 1
         noise = torch.randn(x_next.shape, generator=generator, device=pool.device, dtype=pool.dtype)
         loss = self.policy_loss(x_next, k, noise, energy)
-        return LossOutput(loss, {"sampler_loss": loss.detach(), "sigma_T": self.log_sigma()[-1].detach().exp()})
+        return LossOutput(loss, {"sampler_loss": loss.detach(), "sigma_first": self.log_sigma()[-1].detach().exp()})
 
     def pretrain_loss(self, x0: Tensor, generator=None) -> LossOutput:
         """DDPM's ε-MSE on the same T-level chain: k ~ U{1..T}, ‖ε_φ(x_k, k) − ε‖² per dimension."""

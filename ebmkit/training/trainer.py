@@ -1,7 +1,11 @@
 """The one training loop every recipe runs on (DESIGN.md, "Data flows one way").
 
     data ──divergence.training_batch (schedule)──▶ TrainingBatch ──sampler──▶ negatives
-         ──divergence.energy_loss──▶ energy optimizer ──▶ EMA, logs, evaluation, checkpoint
+         ──divergence.energy_loss──▶ energy optimizer
+         ──sampler.value_steps──▶ energy optimizer (a value sharing the energy's network; DxMI)
+         ──divergence.sampler_loss──▶ sampler optimizer ──▶ EMA, logs, evaluation, checkpoint
+
+A learnable sampler with ``pretrain_loss`` can first train alone (``train.pretrain_steps``).
 
 Nothing here is specific to an algorithm. Randomness comes from two explicit generators (data
 and training) whose states are checkpointed, so a resumed run repeats an uninterrupted one bit
