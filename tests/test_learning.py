@@ -55,3 +55,21 @@ def test_ddaebm_learns_25gaussians(tmp_path):
     print({m: round(v, 4) for m, v in r.items()})
     assert r["sw"] < 0.2, r
     assert r["energy_auc"] > r["true_energy_auc"] - 0.05, r
+
+
+def test_dxmi_learns_8gaussians(tmp_path):
+    """DxMI: the DDPM-pretrained T = 5 policy, fine-tuned by DxDP against the energy, puts its
+    samples on the 8 modes, and the energy ranks data above uniform noise.
+
+    The pretrained DDPM alone scores SW ≈ 1 with T = 5 (paper: 0.967); an untrained energy has
+    AUC ≈ 0.5. The last weights are scored (no best-checkpoint selection, which would pick on
+    the evaluation's own seeds).
+    """
+    torch.set_num_threads(2)
+    recipe = Recipe.from_name("dxmi").override(
+        {"train.steps": 2000, "train.keep_best": False, "train.eval_every": 0, "eval.n_samples": 5000})
+    model = recipe.fit(tmp_path / "dxmi", progress=False)
+    r = evaluate(model, DATASETS.build(recipe.data), recipe.eval)
+    print({m: round(v, 4) for m, v in r.items()})
+    assert r["sw"] < 0.2, r
+    assert r["energy_auc"] > 0.7, r  # measured 0.78 at this budget; 0.86 after the full 10k
