@@ -43,6 +43,9 @@ from ebmkit.training.checkpoint import (
 )
 
 
+# In-training validation draws: disjoint from `ebmkit eval`'s seeds (seed … seed + 4).
+VALIDATION_SEED_OFFSET = 1000
+
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, an unusable run directory)."""
 
@@ -264,14 +267,18 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
-        """SW between n samples of the EMA model and n fresh data points, on fixed seeds."""
-        ev = self.recipe.eval
-        g_model = torch.Generator(self.device).manual_seed(ev.seed)
-        g_data = torch.Generator().manual_seed(ev.seed + 1)
+        """SW between n samples of the EMA model and n fresh data points, on fixed seeds.
+
+        The seeds differ from `ebmkit eval`'s: `keep_best` selects a checkpoint on these draws,
+        and scoring the selected one on the same draws would flatter it.
+        """
+        seed = self.recipe.eval.seed + VALIDATION_SEED_OFFSET
+        g_model = torch.Generator(self.device).manual_seed(seed)
+        g_data = torch.Generator().manual_seed(seed + 1)
         samples = self.ema.module.generate(n, generator=g_model).cpu()
         data = self.dataset.sample(n, generator=g_data)
-        return sliced_wasserstein(samples, data, n_projections=ev.n_projections,
-                                  generator=torch.Generator().manual_seed(ev.seed + 2))
+        return sliced_wasserstein(samples, data, n_projections=self.recipe.eval.n_projections,
+                                  generator=torch.Generator().manual_seed(seed + 2))
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
