@@ -53,7 +53,7 @@ class ComponentContract:
     @pytest.fixture
     def model(self, recipe) -> EnergyModel:
         torch.manual_seed(0)
-        return EnergyModel(recipe, (DATASETS.build(recipe.data).dim,))
+        return EnergyModel(recipe, DATASETS.build(recipe.data).shape)
 
     @pytest.fixture
     def data(self, recipe) -> torch.Tensor:

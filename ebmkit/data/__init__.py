@@ -1,10 +1,10 @@
-"""Data sets named by string: the 2D toy sets of the papers, and the user's own points."""
+"""Data sets named by string: the 2D toy sets of the papers, image sets, and the user's own points."""
 
 from __future__ import annotations
 
 import os
 
-from ebmkit.data import files, toy  # noqa: F401  (registers the built-ins)
+from ebmkit.data import files, images, toy  # noqa: F401  (registers the built-ins)
 from ebmkit.data.base import DataError, Dataset
 from ebmkit.data.files import SUFFIXES, FileDataset
 from ebmkit.registry import DATASETS

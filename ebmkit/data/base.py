@@ -18,22 +18,32 @@ class DataError(ValueError):
 
 
 class Dataset(ABC):
-    """Points in R^dim.
+    """Points in R^dim, each shaped ``shape`` (``(dim,)`` for vectors, ``(C, H, W)`` for images).
 
     ``box = (lo, hi)`` is the square [lo, hi]^dim on which densities are plotted, uniform
-    negatives for the energy AUC are drawn, and the 2D grid likelihood is normalised.
+    negatives for the energy AUC are drawn, and the 2D grid likelihood is normalised; images
+    live in [−1, 1].
     """
 
     dim: int
     box: tuple[float, float]
     has_log_prob: bool = False
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one point; vector data sets need not say it."""
+        return (self.dim,)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n points, float32 on the CPU, shape (n, dim); a CPU ``generator`` fixes them."""
+        """n points, float32 on the CPU, shape (n, *shape); a CPU ``generator`` fixes them."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{type(self).__name__}.sample: n must be a non-negative int, got {n!r}")
         x = self._sample(n, generator)
-        return x.to(device="cpu", dtype=torch.float32).reshape(n, self.dim)
+        return x.to(device="cpu", dtype=torch.float32).reshape(n, *self.shape)
 
     @abstractmethod
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
@@ -47,4 +57,4 @@ class Dataset(ABC):
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dim={self.dim}, box={self.box})"
+        return f"{type(self).__name__}(shape={self.shape}, box={self.box})"

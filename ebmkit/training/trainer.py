@@ -143,7 +143,7 @@ class Trainer:
         self.device = resolve_device(tc.device)
         self.dataset = DATASETS.build(r.data)
         torch.manual_seed(tc.seed)  # network initialisation
-        self.model = EnergyModel(r, (self.dataset.dim,)).to(self.device)
+        self.model = EnergyModel(r, self.dataset.shape).to(self.device)
         # buffers too: spectral norm keeps its power-iteration vectors in buffers
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=True)
         # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
