@@ -63,6 +63,11 @@ class ImageDataset(Dataset):
         return f"{type(self).__name__}(n={len(self)}, shape={self.shape}, split={self.config.split!r})"
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """[−1, 1] floats → the uint8 pixels a PNG holds (the inverse of the sets' x/127.5 − 1)."""
+    return ((x.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def find_file(root: Path, stem: str) -> Path | None:
     """``stem`` or ``stem.gz`` under root; the IDX files ship both ways."""
     for name in (stem, stem + ".gz"):

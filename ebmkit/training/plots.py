@@ -1,4 +1,5 @@
-"""The end-of-run picture: data, the learned density exp(−E(·, 0)) and samples, side by side."""
+"""Pictures of a run: for 2D data the learned density exp(−E(·, 0)) beside data and samples;
+for images a grid of samples."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ def density_figure(model, data: torch.Tensor, samples: torch.Tensor, box, path: 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_image_grid(x: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """Images in [−1, 1], shaped (n, C, H, W), as one PNG grid (torchvision lays it out)."""
+    import math
+
+    from torchvision.utils import make_grid
+    from PIL import Image
+
+    from ebmkit.data.images import to_uint8
+
+    nrow = nrow or max(1, math.isqrt(len(x)))
+    grid = make_grid(to_uint8(x), nrow=nrow, padding=2, pad_value=255)  # uint8 (C, H', W')
+    array = grid.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
