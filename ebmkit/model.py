@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ebmkit.registry import DIVERGENCES, ENERGIES, NETWORKS, SAMPLERS, SCHEDULES, ComponentError
+from ebmkit.networks import build_network
+from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES, ComponentError
 
 
 def weights_kind(weights_file: str) -> str:
@@ -30,10 +31,9 @@ class EnergyModel(nn.Module):
         self.source_dir: Path | None = None
         self.weights_kind = "ema"  # "ema" or "raw": said in config.json and the model card
         self.schedule = SCHEDULES.build(recipe.schedule)
-        dim = math.prod(self.shape)
         energy_cls = ENERGIES.get(recipe.energy["name"]).obj
-        network = NETWORKS.build(recipe.network, dim=dim, num_levels=self.schedule.num_levels,
-                                 out_dim=dim if energy_cls.network_output == "data" else 1)
+        network = build_network(recipe.network, shape=self.shape, num_levels=self.schedule.num_levels,
+                                out_dim=math.prod(self.shape) if energy_cls.network_output == "data" else 1)
         self.energy = ENERGIES.build(recipe.energy, network=network, schedule=self.schedule)
         self.divergence = DIVERGENCES.build(recipe.divergence, schedule=self.schedule)
         self.sampler = SAMPLERS.build(recipe.sampler, schedule=self.schedule, shape=self.shape, energy=self.energy,

@@ -36,8 +36,8 @@ class ConstantGenerator(nn.Module):
         super().__init__()
         self.b = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, h, t):
-        return self.b.expand(h.shape[0], -1)
+    def forward(self, x_next, t, z):
+        return self.b.expand(x_next.shape[0], -1)
 
 
 class ConstantEncoder(nn.Module):

@@ -41,15 +41,16 @@ class EmbedMLP(nn.Module):
         embedding_dim: int = Field(16, ge=2)
         batch_norm: bool = Field(False, description="BatchNorm in the x-branch and decoder (DDAEBM's generator)")
 
-    def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1):
+    def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1, cond_dim: int = 0):
         super().__init__()
         c = self.config = options
         self.out_dim = out_dim
-        self.x_net = mlp(dim, c.x_widths, c.batch_norm)
+        self.x_net = mlp(dim + cond_dim, c.x_widths, c.batch_norm)  # DDAEBM's generator: [x, z]
         self.t_net = mlp(c.embedding_dim, c.t_widths, False)
         self.decoder = mlp(c.x_widths[-1] + c.t_widths[-1], [*c.decoder_widths, out_dim], c.batch_norm)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         temb = self.t_net(sinusoidal_embedding(t, self.config.embedding_dim))
-        out = self.decoder(torch.cat([self.x_net(x.flatten(1)), temb], dim=1))
+        h = x.flatten(1) if cond is None else torch.cat([x.flatten(1), cond], dim=1)
+        out = self.decoder(torch.cat([self.x_net(h), temb], dim=1))
         return out.squeeze(1) if self.out_dim == 1 else out

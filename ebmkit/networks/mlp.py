@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -38,13 +39,13 @@ class TimeMLP(nn.Module):
         activation: Literal["lrelu", "silu", "relu"] = "lrelu"
         spectral_norm: bool = Field(False, description="spectral-normalise every Linear (CDRL's 2D EBM)")
 
-    def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1):
+    def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1, cond_dim: int = 0):
         super().__init__()
         self.config, self.out_dim = options, out_dim
         w = options.width
         self.level_embedding = LevelEmbedding(num_levels, options.embedding_dim, options.embedding)
         self.temb = nn.Sequential(nn.Linear(options.embedding_dim, w), nn.SiLU(), nn.Linear(w, w))
-        self.inp = nn.Linear(dim, w)
+        self.inp = nn.Linear(dim + cond_dim, w)  # a latent z joins the input
         self.blocks = nn.ModuleList(ResidualBlock(w, w, options.activation) for _ in range(options.depth))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(w, out_dim))
         if options.spectral_norm:  # bounds the slope of g, hence the Langevin drift ½∇g
@@ -52,9 +53,9 @@ class TimeMLP(nn.Module):
                 if isinstance(module, nn.Linear):
                     nn.utils.parametrizations.spectral_norm(module)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         temb = self.temb(self.level_embedding(t))
-        h = self.inp(x.flatten(1))
+        h = self.inp(x.flatten(1) if cond is None else torch.cat([x.flatten(1), cond], dim=1))
         for block in self.blocks:
             h = block(h, temb)
         out = self.head(h)

@@ -20,6 +20,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
+from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
 from ebmkit.types import TrainingBatch
@@ -50,8 +51,10 @@ class AdversarialSampler(Sampler):
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         dim, d_z, T = math.prod(self.shape), options.latent_dim, schedule.num_levels
-        self.generator = NETWORKS.build(options.generator, dim=dim + d_z, num_levels=T, out_dim=dim)
-        self.encoder = NETWORKS.build(options.encoder, dim=2 * dim, num_levels=T, out_dim=2 * d_z)
+        self.generator = build_network(options.generator, shape=self.shape, num_levels=T, out_dim=dim, cond_dim=d_z)
+        # the encoder reads [x_t, x_{t+1}] joined on axis 1: features of vectors, channels of images
+        pair = (2 * self.shape[0], *self.shape[1:])
+        self.encoder = build_network(options.encoder, shape=pair, num_levels=T, out_dim=2 * d_z)
         var = schedule.posterior_variance
         if options.posterior_min_variance is not None:
             var = var.clamp(min=options.posterior_min_variance)
@@ -65,8 +68,7 @@ class AdversarialSampler(Sampler):
 
     def predict_x0(self, x_next: Tensor, z: Tensor, t: Tensor) -> Tensor:
         """x̂_0 = G_ψ(x_{t+1}, z, t)."""
-        out = self.generator(torch.cat([x_next.flatten(1), z], dim=1), t)
-        return out.view_as(x_next)
+        return self.generator(x_next, t, z).view_as(x_next)
 
     def posterior_draw(self, x_next: Tensor, x0_hat: Tensor, t: Tensor, generator=None) -> Tensor:
         """x_t ~ q(x_t | x_{t+1}, x̂_0), reparameterised; the mean alone at t = 0."""
@@ -77,7 +79,7 @@ class AdversarialSampler(Sampler):
 
     def encode(self, x_t: Tensor, x_next: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q_φ(z | x_t, x_{t+1}, t)."""
-        h = self.encoder(torch.cat([x_t.flatten(1), x_next.flatten(1)], dim=1), t)
+        h = self.encoder(torch.cat([x_t, x_next], dim=1), t)
         mu, log_var = h.chunk(2, dim=1)
         return mu, log_var
 

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from ebmkit.networks.init import zero_output_layer
+from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
 from ebmkit.types import LossOutput, TrainingBatch
@@ -52,8 +53,8 @@ class CooperativeSampler(Sampler):
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
-        self.initializer = NETWORKS.build(options.initializer, dim=math.prod(self.shape),
-                                          num_levels=schedule.num_levels, out_dim=math.prod(self.shape))
+        self.initializer = build_network(options.initializer, shape=self.shape, num_levels=schedule.num_levels,
+                                         out_dim=math.prod(self.shape))
         zero_output_layer(self.initializer)
         self.refiner = SAMPLERS.build(options.refine, schedule=schedule, shape=shape, energy=energy,
                                       data_energy=data_energy)

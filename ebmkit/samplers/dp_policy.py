@@ -34,6 +34,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
+from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
 from ebmkit.types import LossOutput, TrainingBatch
@@ -83,7 +84,7 @@ class DiffusionPolicySampler(Sampler):
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         T, dim = schedule.num_levels, math.prod(self.shape)
-        self.eps_net = NETWORKS.build(options.network, dim=dim, num_levels=T, out_dim=dim)
+        self.eps_net = build_network(options.network, shape=self.shape, num_levels=T, out_dim=dim)
         sigma = schedule.posterior_variance.sqrt().float()  # σ̂_j, the DDPM posterior std
         sigma[0] = options.last_sigma
         self.register_buffer("log_sigma_last", sigma[:1].log())
