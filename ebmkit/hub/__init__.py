@@ -6,6 +6,7 @@ A pushed repo holds
     config.json         the full recipe, the data shape and which package supplied each component
     README.md           a model card: library, tags, recipe, data, last evaluation's metrics
     density.png         the run's density and samples picture (2D data)
+    samples.png         a grid of samples (image data)
 
 `EnergyModel.from_pretrained` / ``ebmkit hub pull`` rebuild the model from config.json alone:
 no user code, nothing unpickled. Everything goes through huggingface_hub, so its endpoint

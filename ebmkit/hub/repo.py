@@ -19,7 +19,7 @@ from ebmkit.hub.card import model_card
 from ebmkit.model import weights_kind
 
 WEIGHTS = "model.safetensors"
-PICTURE = "density.png"
+PICTURES = ("density.png", "samples.png")  # a run's picture: 2D density, or an image grid
 # What a download fetches: never a pickle, even if someone uploaded one beside the model.
 ALLOW_PATTERNS = ["config.json", "*.safetensors", "README.md", "*.png"]
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -114,10 +114,12 @@ def save_pretrained(model, folder: str | Path, repo_id: str | None = None) -> Pa
     save_tensors(model.state_dict(), folder / WEIGHTS)
     write_json(config, folder / "config.json")
     picture = None
-    if model.source_dir is not None and (Path(model.source_dir) / PICTURE).is_file():
-        if Path(model.source_dir).resolve() != folder.resolve():
-            shutil.copyfile(Path(model.source_dir) / PICTURE, folder / PICTURE)
-        picture = PICTURE
+    for name in PICTURES:
+        if model.source_dir is not None and (Path(model.source_dir) / name).is_file():
+            if Path(model.source_dir).resolve() != folder.resolve():
+                shutil.copyfile(Path(model.source_dir) / name, folder / name)
+            picture = name
+            break
     model_card(config, repo_id, metrics=_last_metrics(model), picture=picture).save(folder / "README.md")
     return folder
 

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from ebmkit.data import DATASETS
 from ebmkit.metrics import sliced_wasserstein
 from ebmkit.model import EnergyModel
+from ebmkit.training.plots import density_figure, save_image_grid
 from ebmkit.training.checkpoint import (
     CheckpointError,
     find_checkpoint,
@@ -130,9 +131,9 @@ class Trainer:
 
     def _clear_previous_run(self):
         """--overwrite: remove what an earlier run wrote, only once the new one has been built."""
-        for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
+        for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp", "samples"):
             shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-        for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png", "eval.json"):
+        for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png", "samples.png", "eval.json"):
             (self.run_dir / stale).unlink(missing_ok=True)
 
     # -- setup --------------------------------------------------------------------------
@@ -267,7 +268,8 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
-        """SW between n samples of the EMA model and n fresh data points, on fixed seeds.
+        """SW between n samples of the EMA model and n fresh data points, on fixed seeds; for
+        images also a grid of the first 64 samples in samples/step_NNNNNN.png.
 
         The seeds differ from `ebmkit eval`'s: `keep_best` selects a checkpoint on these draws,
         and scoring the selected one on the same draws would flatter it.
@@ -276,8 +278,11 @@ class Trainer:
         g_model = torch.Generator(self.device).manual_seed(seed)
         g_data = torch.Generator().manual_seed(seed + 1)
         samples = self.ema.module.generate(n, generator=g_model).cpu()
+        if self.dataset.is_image:
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{self.step:06d}.png")
         data = self.dataset.sample(n, generator=g_data)
-        return sliced_wasserstein(samples, data, n_projections=self.recipe.eval.n_projections,
+        return sliced_wasserstein(samples.flatten(1), data.flatten(1), n_projections=self.recipe.eval.n_projections,
                                   generator=torch.Generator().manual_seed(seed + 2))
 
     # -- the loop -----------------------------------------------------------------------
@@ -335,17 +340,20 @@ class Trainer:
         model = self.ema.module.eval()
         model.source_dir = self.run_dir
         save_tensors(model.state_dict(), self.run_dir / "model.safetensors")
+        g = torch.Generator(self.device).manual_seed(self.recipe.eval.seed)
+        picture = None
         if self.dataset.dim == 2:
-            from ebmkit.training.plots import density_figure
-
-            g = torch.Generator(self.device).manual_seed(self.recipe.eval.seed)
             samples = model.generate(2000, generator=g).cpu()
             data = self.dataset.sample(2000, generator=torch.Generator().manual_seed(self.recipe.eval.seed + 1))
-            density_figure(model, data, samples, self.dataset.box, self.run_dir / "density.png",
+            picture = "density.png"
+            density_figure(model, data, samples, self.dataset.box, self.run_dir / picture,
                            title=f"{self.recipe.name} on {self.recipe.data['name']}, step {self.step}")
+        elif self.dataset.is_image:
+            picture = "samples.png"
+            save_image_grid(model.generate(64, generator=g).cpu(), self.run_dir / picture)
         self.console.print(
             f"[green]done[/] {self.step} steps in {seconds:.0f} s → {self.run_dir} "
-            f"(model.safetensors{', density.png' if self.dataset.dim == 2 else ''})",
+            f"(model.safetensors{', ' + picture if picture else ''})",
             soft_wrap=True,
         )
         return model
