@@ -3,6 +3,10 @@
 downloaded: Fashion-MNIST comes from the Debian package CI installs, the rest is written here."""
 
 import gzip
+import os
+import pickle
+import pickletools
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ import torch
 import ebmkit  # noqa: F401  (registers built-ins)
 from ebmkit.data import DATASETS, DataError
 from ebmkit.data.images import FASHION_MNIST_ROOT
+from ebmkit.testing import write_fake_cifar10
 
 needs_fashion_mnist = pytest.mark.skipif(
     not Path(FASHION_MNIST_ROOT).is_dir(), reason="apt-get install dataset-fashion-mnist (CI installs it)"
@@ -116,3 +121,139 @@ def test_missing_idx_files_say_where_to_put_them(tmp_path):
         DATASETS.build({"name": "mnist", "root": str(tmp_path), "split": "test"})
     with pytest.raises(DataError, match=r"Fashion-MNIST not found: .*apt-get install dataset-fashion-mnist; or set data\.root"):
         DATASETS.build({"name": "fashion_mnist", "root": str(tmp_path)})
+
+
+# -- CIFAR-10, written in the real pickle format ----------------------------------------------
+def cifar(root, **options):
+    return DATASETS.build({"name": "cifar10", "root": str(root), **options})
+
+
+def written(folder, name):
+    """A batch's b"data" as the writer stored it (plain pickle: these files are our own)."""
+    with open(folder / name, "rb") as f:
+        return pickle.load(f, encoding="bytes")[b"data"]
+
+
+def test_fake_cifar10_names_only_the_globals_the_real_files_do(tmp_path):
+    folder = write_fake_cifar10(tmp_path, n_train=13, n_test=4)
+    assert folder == tmp_path / "cifar-10-batches-py"
+    assert sorted(p.name for p in folder.iterdir()) == ["batches.meta", *[f"data_batch_{i}" for i in range(1, 6)], "test_batch"]
+    raw = (folder / "data_batch_1").read_bytes()
+    ops = list(pickletools.genops(raw))
+    assert raw.startswith(b"\x80\x02}q\x00(U\x0bbatch_label")  # protocol 2, a dict, a py2 string key
+    names = {op.name for op, _, _ in ops}
+    assert "BINSTRING" in names and not names & {"BINBYTES", "SHORT_BINBYTES"}  # bytes as Python 2 wrote str
+    assert {arg for op, arg, _ in ops if "GLOBAL" in op.name} == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
+    with open(folder / "data_batch_1", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    assert sorted(batch) == [b"batch_label", b"data", b"filenames", b"labels"]
+    assert batch[b"data"].dtype == np.uint8 and batch[b"data"].shape == (3, 3072) and len(batch[b"labels"]) == 3
+
+
+def test_cifar10_pixels_are_the_rgb_planes_of_each_row(tmp_path):
+    folder = write_fake_cifar10(tmp_path, n_train=13, n_test=4)
+    train, test = cifar(tmp_path), cifar(tmp_path, split="test")
+    assert (len(train), len(test)) == (13, 4) and train.shape == (3, 32, 32) and train.dim == 3072
+    raw = np.concatenate([written(folder, f"data_batch_{i}") for i in range(1, 6)])
+    c, y, x = np.indices((3, 32, 32))  # "the first 1024 entries contain the red channel values ... row-major"
+    assert np.array_equal(train.images.numpy(), raw[:, c * 1024 + y * 32 + x])
+    assert train.images[5, 1, 2, 3].item() == raw[5, 1024 + 2 * 32 + 3]
+    assert np.array_equal(test.images.numpy().reshape(4, -1), written(folder, "test_batch"))
+    assert torch.equal(cifar(folder).images, train.images)  # root: the batches folder itself
+    s = draw(cifar(tmp_path, hflip=False), 300, seed=1)
+    assert (s.min().item(), s.max().item()) == (-1.0, 1.0) and torch.equal(s, draw(cifar(tmp_path, hflip=False), 300, seed=1))
+    idx = torch.randint(0, 13, (300,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(as_uint8(s), train.images[idx])
+
+
+def test_cifar10_flips_half_the_draws_by_default(tmp_path):
+    write_fake_cifar10(tmp_path, n_train=20)
+    ds = cifar(tmp_path)
+    assert ds.config.hflip
+    n = 4000
+    got = as_uint8(draw(ds, n, seed=2))
+    picked = ds.images[torch.randint(0, 20, (n,), generator=torch.Generator().manual_seed(2))]
+    as_is = (got == picked).flatten(1).all(1)
+    mirrored = (got == picked.flip(-1)).flatten(1).all(1)
+    assert (as_is ^ mirrored).all()  # each draw is its image, or that image mirrored left-right
+    assert abs(mirrored.float().mean().item() - 0.5) < 0.04  # sd 0.008 at n = 4000
+
+
+def test_cifar10_default_root_and_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = write_fake_cifar10(tmp_path / ".cache" / "ebmkit" / "cifar10", n_train=50)
+    assert len(DATASETS.build("cifar10")) == 50
+    (folder / "data_batch_2").write_bytes(b"broken")  # a limit within the first batch never reads it
+    ds = DATASETS.build({"name": "cifar10", "limit": 7})
+    assert torch.equal(ds.images.reshape(7, -1), torch.from_numpy(written(folder, "data_batch_1")[:7]))
+
+
+def test_missing_cifar10_names_the_files_and_where_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DataError) as exc:
+        DATASETS.build("cifar10")
+    message = str(exc.value)
+    assert f"'{tmp_path}/.cache/ebmkit/cifar10' lacks data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5" in message
+    assert "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html" in message and "data.root" in message
+    folder = write_fake_cifar10(tmp_path)
+    (folder / "data_batch_3").unlink()
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError, match=f"'{folder}' lacks data_batch_3 \\(the train split needs data_batch_1, "):
+        cifar(tmp_path)
+    with pytest.raises(DataError, match=f"'{folder}' lacks test_batch "):
+        cifar(folder, split="test")
+
+
+class RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda good: good[: len(good) // 2], "is not a readable CIFAR-10 batch (corrupt or truncated?)"),
+        (lambda good: b"not a pickle", "is not a readable CIFAR-10 batch"),
+        (lambda good: pickle.dumps({b"data": np.zeros((2, 3072), np.float32)}, protocol=2),
+         "refuses to unpickle _codecs.encode"),  # a Python 3 protocol-2 pickle spells bytes that way
+        (lambda good: pickle.dumps({b"data": np.zeros((2, 1024), np.uint8)}, protocol=4),
+         "its b\"data\" should be uint8 N×3072, found an array of shape (2, 1024) and dtype uint8"),
+        (lambda good: pickle.dumps([1, 2], protocol=4), "its b\"data\" should be uint8 N×3072, found none"),
+    ],
+)
+def test_bad_cifar10_batches_name_the_file(tmp_path, content, message):
+    folder = write_fake_cifar10(tmp_path)
+    path = folder / "data_batch_4"
+    path.write_bytes(content(path.read_bytes()))
+    with pytest.raises(DataError) as exc:
+        cifar(tmp_path)
+    assert f"'{path}'" in str(exc.value) and message in str(exc.value)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])  # GLOBAL and STACK_GLOBAL both go through find_class
+def test_a_pickle_that_runs_code_is_refused_not_run(tmp_path, protocol):
+    folder = write_fake_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    (folder / "test_batch").write_bytes(pickle.dumps([RunsAShellCommand(marker)], protocol=protocol))
+    pickle.loads(pickle.dumps(RunsAShellCommand(tmp_path / "control")))  # the payload does run when unpickled plainly
+    assert (tmp_path / "control").exists()
+    with pytest.raises(DataError, match=f"'{folder / 'test_batch'}': refuses to unpickle {os.system.__module__}.system"):
+        cifar(tmp_path, split="test")
+    assert not marker.exists()
+
+
+def test_a_batch_as_python_2_pickled_it_loads(tmp_path):
+    """py2 strings, numpy's old module name, dtype('u1', 0, 1) with int flags: one 3072-byte image."""
+    pixels = bytes(range(256)) * 12
+    py2 = (b"\x80\x02}q\x01(U\x04dataq\x02cnumpy.core.multiarray\n_reconstruct\nq\x03cnumpy\nndarray\nq\x04K\x00\x85U\x01b"
+           b"\x87Rq\x05(K\x01K\x01M\x00\x0c\x86cnumpy\ndtype\nq\x06U\x02u1K\x00K\x01\x87Rq\x07(K\x03U\x01|NNNJ\xff\xff\xff\xff"
+           b"J\xff\xff\xff\xffK\x00tb\x89T\x00\x0c\x00\x00" + pixels + b"tbU\x06labelsq\x08]q\tK\x03au.")
+    folder = write_fake_cifar10(tmp_path, n_train=0, n_test=0)
+    (folder / "test_batch").write_bytes(py2)
+    ds = cifar(tmp_path, split="test")
+    assert ds.images.shape == (1, 3, 32, 32)
+    assert ds.images.flatten().tolist() == list(pixels)
