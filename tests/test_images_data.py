@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ebmkit  # noqa: F401  (registers built-ins)
 from ebmkit.data import DATASETS, DataError
 from ebmkit.data.images import FASHION_MNIST_ROOT
+from ebmkit.registry import ComponentError
 from ebmkit.testing import write_fake_cifar10
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -58,6 +60,13 @@ def test_fashion_mnist_pixels_match_the_file():
     ds = DATASETS.build({"name": "fashion_mnist", "split": "test", "limit": 3})
     assert len(ds) == 3
     assert np.array_equal(ds.images[0, 0].numpy(), first)
+
+
+def test_hflip_defaults():
+    assert DATASETS.validate("fashion_mnist")["hflip"] is False
+    assert DATASETS.validate("mnist")["hflip"] is False
+    assert DATASETS.validate("cifar10")["hflip"] is True
+    assert DATASETS.validate({"name": "image_folder", "root": "pics"})["hflip"] is False
 
 
 # -- IDX files written here -------------------------------------------------------------------
@@ -257,3 +266,94 @@ def test_a_batch_as_python_2_pickled_it_loads(tmp_path):
     ds = cifar(tmp_path, split="test")
     assert ds.images.shape == (1, 3, 32, 32)
     assert ds.images.flatten().tolist() == list(pixels)
+
+
+# -- image folders ----------------------------------------------------------------------------
+def save(path, array, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path, **kw)
+    return path
+
+
+def plain(w, h, rgb):
+    return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3))
+
+
+def folder(root, **options):
+    return DATASETS.build({"name": "image_folder", "root": str(root), **options})
+
+
+def test_image_folder_loads_sorted_pngs_and_jpegs_of_any_size(tmp_path):
+    save(tmp_path / "b.png", plain(32, 32, (10, 200, 30)))
+    save(tmp_path / "a.JPEG", plain(40, 32, (200, 20, 40)), quality=95)
+    save(tmp_path / "sub" / "c.PNG", plain(64, 48, (0, 0, 255)))
+    save(tmp_path / "sub" / "d.jpg", plain(8, 8, (90, 90, 90)))
+    save(tmp_path / "skip.gif", plain(32, 32, (1, 2, 3)))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    ds = folder(tmp_path)
+    assert ds.paths == [tmp_path / "a.JPEG", tmp_path / "b.png", tmp_path / "sub" / "c.PNG", tmp_path / "sub" / "d.jpg"]
+    assert ds.shape == (3, 32, 32) and ds.images.dtype == torch.uint8 and len(ds) == 4
+    assert (ds.images[1].permute(1, 2, 0) == torch.tensor([10, 200, 30], dtype=torch.uint8)).all()  # PNG: exact
+    assert (ds.images[2].permute(1, 2, 0) == torch.tensor([0, 0, 255], dtype=torch.uint8)).all()  # 64×48 → 43×32 → 32×32
+    assert (ds.images[0].int().permute(1, 2, 0) - torch.tensor([200, 20, 40])).abs().max() <= 3  # JPEG: lossy
+    assert (ds.images[3].int() - 90).abs().max() <= 3  # 8×8, upscaled
+    x = draw(ds, 200, seed=5)
+    assert torch.equal(x, draw(ds, 200, seed=5)) and x.shape == (200, 3, 32, 32) and x.abs().max() <= 1
+    idx = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(as_uint8(x), ds.images[idx])  # no flip by default
+    assert folder(tmp_path, limit=2).paths == ds.paths[:2]
+    assert "n=4" in repr(ds) and "shape=(3, 32, 32)" in repr(ds)
+
+
+@pytest.mark.parametrize("w, h", [(96, 32), (32, 96)])
+def test_image_folder_resizes_the_short_side_and_crops_the_centre(tmp_path, w, h):
+    bands = np.zeros((h, w, 3), np.uint8)  # red, green, blue thirds along the long side
+    for k in range(3):
+        if w > h:
+            bands[:, 32 * k : 32 * (k + 1), k] = 255
+        else:
+            bands[32 * k : 32 * (k + 1), :, k] = 255
+    save(tmp_path / "bands.png", bands)
+    ds = folder(tmp_path, size=16)
+    assert ds.shape == (3, 16, 16)
+    got = ds.images[0].permute(1, 2, 0).numpy()
+    # short side 32 → 16 halves the long side to 48; its middle 16 are the green band
+    inner = got[:, 3:13] if w > h else got[3:13]
+    assert (inner == [0, 255, 0]).all()
+    box = (16, 0, 32, 16) if w > h else (0, 16, 16, 32)
+    resized = Image.fromarray(bands).resize((48, 16) if w > h else (16, 48), Image.Resampling.BICUBIC)
+    assert np.array_equal(got, np.asarray(resized.crop(box)))
+
+
+def test_image_folder_grey_and_colour_conversion(tmp_path):
+    save(tmp_path / "colour.png", plain(20, 20, (10, 200, 30)))
+    save(tmp_path / "grey.png", np.full((20, 20), 77, np.uint8))
+    grey = folder(tmp_path, channels=1, size=20)
+    assert grey.shape == (1, 20, 20)
+    luma = 0.299 * 10 + 0.587 * 200 + 0.114 * 30  # ITU-R 601-2, PIL's L
+    assert (grey.images[0].float() - luma).abs().max() <= 1 and (grey.images[1] == 77).all()
+    colour = folder(tmp_path, size=20)
+    assert colour.shape == (3, 20, 20) and (colour.images[1] == 77).all()
+
+
+def test_image_folder_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(DataError, match=f"image folder '{tmp_path / 'absent'}' not found"):
+        folder(tmp_path / "absent")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    with pytest.raises(DataError, match=f"image folder '{tmp_path}' holds no images: looked for .png, .jpg, .jpeg"):
+        folder(tmp_path)
+    with pytest.raises(DataError, match="is not a folder"):
+        folder(tmp_path / "notes.txt")
+    save(tmp_path / "a.png", plain(8, 8, (1, 2, 3)))
+    good = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=f"image '{tmp_path / 'b.png'}' cannot be read"):
+        folder(tmp_path)
+    (tmp_path / "b.png").write_text("not a picture")
+    with pytest.raises(DataError, match=f"image '{tmp_path / 'b.png'}' cannot be read"):
+        folder(tmp_path)
+    assert len(folder(tmp_path, limit=1)) == 1  # the broken file comes after the limit: never opened
+    with pytest.raises(ComponentError, match="root"):
+        DATASETS.build("image_folder")
+    with pytest.raises(ComponentError, match="channels"):
+        folder(tmp_path, channels=2)
