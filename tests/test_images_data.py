@@ -203,14 +203,14 @@ def test_missing_cifar10_names_the_files_and_where_to_get_them(tmp_path, monkeyp
     with pytest.raises(DataError) as exc:
         DATASETS.build("cifar10")
     message = str(exc.value)
-    assert f"'{tmp_path}/.cache/ebmkit/cifar10' lacks data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5" in message
+    assert f"'{tmp_path}/.cache/ebmkit/cifar10' lacks data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5; download" in message
     assert "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html" in message and "data.root" in message
     folder = write_fake_cifar10(tmp_path)
     (folder / "data_batch_3").unlink()
     (folder / "test_batch").unlink()
     with pytest.raises(DataError, match=f"'{folder}' lacks data_batch_3 \\(the train split needs data_batch_1, "):
         cifar(tmp_path)
-    with pytest.raises(DataError, match=f"'{folder}' lacks test_batch "):
+    with pytest.raises(DataError, match=f"'{folder}' lacks test_batch; download"):
         cifar(folder, split="test")
 
 

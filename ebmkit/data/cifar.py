@@ -84,8 +84,8 @@ class CIFAR10(ImageDataset):
         names = BATCHES[options.split]
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
-            raise DataError(f"CIFAR-10 not found: '{folder}' lacks {', '.join(missing)} (the {options.split} split "
-                            f"needs {', '.join(names)}); {WHERE}")
+            needs = "" if missing == names else f" (the {options.split} split needs {', '.join(names)})"
+            raise DataError(f"CIFAR-10 not found: '{folder}' lacks {', '.join(missing)}{needs}; {WHERE}")
         parts, held = [], 0
         for name in names:  # with a limit, stop reading once it is reached
             if options.limit is not None and held >= options.limit:
