@@ -17,12 +17,17 @@ into an identical model. The same contracts run on every built-in component in e
 
 from __future__ import annotations
 
+import pickle
+import struct
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 
 from ebmkit.data import DATASETS
+from ebmkit.data.cifar import NUMPY_RECONSTRUCT
 from ebmkit.model import EnergyModel
 from ebmkit.recipes import Recipe
 
@@ -181,3 +186,50 @@ class DivergenceContract(ComponentContract):
     def test_data_energy_per_sample(self, model, data):
         e = model.data_energy(data)
         assert e.shape == (BATCH,) and torch.isfinite(e).all()
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2's cPickle wrote CIFAR-10: bytes as py2 strings (SHORT_BINSTRING /
+    BINSTRING, where Python 3 would call _codecs.encode) and numpy's array reconstructor under
+    the module name the real files carry, so a fake batch names exactly the globals they do."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_string(self, obj: bytes) -> None:
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_string
+
+    def save_global(self, obj, name=None):
+        if obj is NUMPY_RECONSTRUCT:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def write_fake_cifar10(root: str | Path, n_train: int = 50, n_test: int = 10, seed: int = 0) -> Path:
+    """Random images in CIFAR-10's python layout, ``root/cifar-10-batches-py``: data_batch_1..5
+    (``n_train`` images split between them), test_batch and batches.meta, each a dict with bytes
+    keys pickled as the real files are; lets tests and users run the ``cifar10`` data set without
+    the download. Returns the batches folder."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = [(f"data_batch_{i + 1}", f"training batch {i + 1} of 5", n)
+               for i, n in enumerate(np.array_split(np.arange(n_train), 5))]
+    batches.append(("test_batch", "testing batch 1 of 1", np.arange(n_test)))
+    for name, label, ids in batches:
+        content = {b"batch_label": label.encode(), b"labels": rng.integers(0, 10, len(ids)).tolist(),
+                   b"data": rng.integers(0, 256, (len(ids), 3072), dtype=np.uint8),
+                   b"filenames": [f"fake_{name}_{i:05d}.png".encode() for i in ids]}
+        with open(folder / name, "wb") as f:
+            _Py2Pickler(f, protocol=2).dump(content)
+    meta = {b"num_cases_per_batch": len(batches[0][2]), b"num_vis": 3072,
+            b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                  "horse", "ship", "truck")]}
+    with open(folder / "batches.meta", "wb") as f:
+        _Py2Pickler(f, protocol=2).dump(meta)
+    return folder

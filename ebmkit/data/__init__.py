@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ebmkit.data import files, images, toy  # noqa: F401  (registers the built-ins)
+from ebmkit.data import cifar, files, folder, images, toy  # noqa: F401  (registers the built-ins)
 from ebmkit.data.base import DataError, Dataset
 from ebmkit.data.files import SUFFIXES, FileDataset
 from ebmkit.registry import DATASETS

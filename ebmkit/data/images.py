@@ -88,10 +88,14 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
         raise DataError(f"'{path}' is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
-    sizes = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"'{path}' is truncated: it ends inside its header ({len(raw)} bytes, "
+                        f"the header of {ndim} sizes takes {4 + 4 * ndim})")
+    sizes = tuple(int(n) for n in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     body = np.frombuffer(raw, dtype=IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
     if body.size != int(np.prod(sizes)):
-        raise DataError(f"'{path}' is truncated: its header says {tuple(sizes)} ({int(np.prod(sizes))} values), "
+        what = "is truncated" if body.size < int(np.prod(sizes)) else "has bytes past its data"
+        raise DataError(f"'{path}' {what}: its header says {sizes} ({int(np.prod(sizes))} values), "
                         f"it holds {body.size}")
     return body.reshape(sizes).copy()  # writable: torch will own it
 
