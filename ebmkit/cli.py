@@ -4,6 +4,7 @@ with no flags on the built-in default (the `drl` recipe on a 2D toy set, on the 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -113,11 +114,36 @@ def _load_run(source: str, weights: str):
     return EnergyModel.from_run(Path(source), weights)
 
 
+def _output_kind(text: str) -> str:
+    """``-o`` of `ebmkit sample`: "npy", "png", or "dir" (a folder: trailing slash, an existing
+    folder, or a name without a suffix)."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir() or not path.suffix:
+        return "dir"
+    if path.suffix in (".npy", ".png"):
+        return path.suffix[1:]
+    _fail(f"--output must end in .npy or .png, or name a folder (DIR/) for one PNG per image, got '{path.name}'")
+
+
+def _scatter(x, output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
+    ax.set_aspect("equal")
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+
+
 @app.command()
 def sample(
     run_dir: str = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(1000, "-n", min=1, help="number of samples"),
-    output: Path = typer.Option(Path("samples.npy"), "--output", "-o", help=".npy (array) or .png (scatter)"),
+    output: str = typer.Option("samples.npy", "--output", "-o",
+                               help=".npy (the array), .png (2D: a scatter; images: a grid), or DIR/ (images: one PNG each)"),
     seed: int = typer.Option(0, "--seed"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
 ):
@@ -125,27 +151,29 @@ def sample(
     import numpy as np
     import torch
 
-    if output.suffix not in (".npy", ".png"):
-        _fail(f"--output must end in .npy or .png, got '{output.name}'")
+    kind = _output_kind(output)
     try:
         model = _load_run(run_dir, weights)
+        is_image = len(model.shape) == 3
+        if kind == "dir" and not is_image:
+            _fail(f"--output '{output}' is a folder, which holds one PNG per image; this model's points have shape "
+                  f"{model.shape}: use .npy or .png")
         x = model.generate(n, generator=torch.Generator(model.device).manual_seed(seed)).cpu()
+        if kind == "npy":
+            np.save(output, x.numpy())
+        elif kind == "dir":
+            from ebmkit.training.plots import save_image_files
+
+            save_image_files(x, Path(output))
+        elif is_image:
+            from ebmkit.training.plots import save_image_grid
+
+            save_image_grid(x, Path(output))
+        else:
+            _scatter(x, Path(output))
     except _user_errors() as exc:
         _fail(str(exc))
-    if output.suffix == ".npy":
-        np.save(output, x.numpy())
-    else:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-        ax.set_aspect("equal")
-        fig.savefig(output, dpi=100)
-        plt.close(fig)
-    err.print(f"wrote {n} samples to {output}")
+    err.print(f"wrote {n} samples to {output}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
