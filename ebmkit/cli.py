@@ -29,11 +29,12 @@ def _fail(message: str) -> None:
 def _user_errors():
     from ebmkit.data import DataError
     from ebmkit.hub import HubError
+    from ebmkit.metrics.frechet import MetricError
     from ebmkit.recipes import RecipeError
     from ebmkit.registry import ComponentError
     from ebmkit.training import CheckpointError, TrainingError
 
-    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, FileExistsError)
+    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, MetricError, FileExistsError)
 
 
 def parse_value(text: str):
@@ -182,21 +183,55 @@ def evaluate_cmd(
     n: Optional[int] = typer.Option(None, "-n", min=2, help="generated and fresh points (default: the recipe's eval.n_samples)"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON on stdout"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
+    fid: bool = typer.Option(False, "--fid", help="images: add FID (pytorch-fid's Inception) against --ref"),
+    ref: Optional[str] = typer.Option(None, "--ref", help="FID reference: a data set name or JSON spec, a folder of "
+                                      "images, or a pytorch-fid .npz of statistics (default: the run's data set)"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="state dict of pytorch-fid's "
+                                                     "Inception (default: its file in torch hub's cache)"),
+    fid_samples: Optional[int] = typer.Option(None, "--fid-samples", min=2, help="generated images for FID and "
+                                              "FD-FMNIST (default: -n)"),
+    fd_fmnist: bool = typer.Option(False, "--fd-fmnist", help="28×28 grey images: add the Fréchet distance in a "
+                                   "Fashion-MNIST classifier's features to the test split"),
 ):
-    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood; saves eval.json in
-    a run directory (a pushed model's metrics are printed only)."""
+    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood, and for images FID
+    (--fid) and FD-FMNIST (--fd-fmnist); saves eval.json in a run directory (a pushed model's
+    metrics are printed only)."""
     from ebmkit.data import DATASETS
-    from ebmkit.evaluation import evaluate
+    from ebmkit.evaluation import evaluate, generate_samples, image_metrics
     from ebmkit.training.checkpoint import write_json
 
+    if not fid and (ref is not None or inception_weights is not None):
+        _fail("--ref and --inception-weights choose how FID is computed; add --fid")
+    extra = {}
     try:
         model = _load_run(run_dir, weights)
         config = model.recipe.eval if n is None else model.recipe.eval.model_copy(update={"n_samples": n})
-        metrics = evaluate(model, DATASETS.build(model.recipe.data), config)
+        data_spec = model.recipe.data
+        if (fid or fd_fmnist) and len(model.shape) != 3:
+            _fail(f"--fid and --fd-fmnist score images; this model's points have shape {model.shape}")
+        scorers = {}
+        if fid:
+            from ebmkit.metrics.fid import FID, resolve_reference
+
+            scorers["fid_ref"] = resolve_reference(ref if ref is not None else data_spec)
+            scorers["fid"] = FID(inception_weights, device=model.device)
+            extra["fid_ref"] = scorers["fid_ref"].label
+        if fd_fmnist:
+            from ebmkit.metrics.fmnist import FDFMNIST
+
+            root = data_spec.get("root") if data_spec["name"] == "fashion_mnist" else None
+            scorers["fd_fmnist"] = FDFMNIST(device=model.device, root=root)
+        samples = generate_samples(model, config.n_samples, config.seed)
+        metrics = evaluate(model, DATASETS.build(data_spec), config, samples=samples)
+        if scorers:
+            count = fid_samples or config.n_samples
+            images = samples if count == config.n_samples else generate_samples(model, count, config.seed)
+            metrics.update(image_metrics(images, **scorers))
+            extra["fid_samples"] = count
     except _user_errors() as exc:
         _fail(str(exc))
     if not run_dir.startswith("hf://"):
-        write_json({"weights": weights, "n_samples": config.n_samples, **metrics}, Path(run_dir) / "eval.json")
+        write_json({"weights": weights, "n_samples": config.n_samples, **extra, **metrics}, Path(run_dir) / "eval.json")
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
