@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from ebmkit import Recipe
 from ebmkit.metrics.fmnist import (FEATURE_DIM, WEIGHTS, FDFMNIST, accuracy, classifier_features, fashion_mnist,
                                    load_classifier, read_labels)
-from ebmkit.metrics.frechet import MetricError, feature_stats
+from ebmkit.metrics.frechet import MetricError
 from ebmkit.model import EnergyModel
 from ebmkit.training import Trainer
 
