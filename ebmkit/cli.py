@@ -4,6 +4,7 @@ with no flags on the built-in default (the `drl` recipe on a 2D toy set, on the 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -28,11 +29,12 @@ def _fail(message: str) -> None:
 def _user_errors():
     from ebmkit.data import DataError
     from ebmkit.hub import HubError
+    from ebmkit.metrics.frechet import MetricError
     from ebmkit.recipes import RecipeError
     from ebmkit.registry import ComponentError
     from ebmkit.training import CheckpointError, TrainingError
 
-    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, FileExistsError)
+    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, MetricError, FileExistsError)
 
 
 def parse_value(text: str):
@@ -113,11 +115,36 @@ def _load_run(source: str, weights: str):
     return EnergyModel.from_run(Path(source), weights)
 
 
+def _output_kind(text: str) -> str:
+    """``-o`` of `ebmkit sample`: "npy", "png", or "dir" (a folder: trailing slash, an existing
+    folder, or a name without a suffix)."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir() or not path.suffix:
+        return "dir"
+    if path.suffix in (".npy", ".png"):
+        return path.suffix[1:]
+    _fail(f"--output must end in .npy or .png, or name a folder (DIR/) for one PNG per image, got '{path.name}'")
+
+
+def _scatter(x, output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
+    ax.set_aspect("equal")
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+
+
 @app.command()
 def sample(
     run_dir: str = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(1000, "-n", min=1, help="number of samples"),
-    output: Path = typer.Option(Path("samples.npy"), "--output", "-o", help=".npy (array) or .png (scatter)"),
+    output: str = typer.Option("samples.npy", "--output", "-o",
+                               help=".npy (the array), .png (2D: a scatter; images: a grid), or DIR/ (images: one PNG each)"),
     seed: int = typer.Option(0, "--seed"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
 ):
@@ -125,27 +152,29 @@ def sample(
     import numpy as np
     import torch
 
-    if output.suffix not in (".npy", ".png"):
-        _fail(f"--output must end in .npy or .png, got '{output.name}'")
+    kind = _output_kind(output)
     try:
         model = _load_run(run_dir, weights)
+        is_image = len(model.shape) == 3
+        if kind == "dir" and not is_image:
+            _fail(f"--output '{output}' is a folder, which holds one PNG per image; this model's points have shape "
+                  f"{model.shape}: use .npy or .png")
         x = model.generate(n, generator=torch.Generator(model.device).manual_seed(seed)).cpu()
+        if kind == "npy":
+            np.save(output, x.numpy())
+        elif kind == "dir":
+            from ebmkit.training.plots import save_image_files
+
+            save_image_files(x, Path(output))
+        elif is_image:
+            from ebmkit.training.plots import save_image_grid
+
+            save_image_grid(x, Path(output))
+        else:
+            _scatter(x, Path(output))
     except _user_errors() as exc:
         _fail(str(exc))
-    if output.suffix == ".npy":
-        np.save(output, x.numpy())
-    else:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-        ax.set_aspect("equal")
-        fig.savefig(output, dpi=100)
-        plt.close(fig)
-    err.print(f"wrote {n} samples to {output}")
+    err.print(f"wrote {n} samples to {output}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -154,21 +183,55 @@ def evaluate_cmd(
     n: Optional[int] = typer.Option(None, "-n", min=2, help="generated and fresh points (default: the recipe's eval.n_samples)"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON on stdout"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
+    fid: bool = typer.Option(False, "--fid", help="images: add FID (pytorch-fid's Inception) against --ref"),
+    ref: Optional[str] = typer.Option(None, "--ref", help="FID reference: a data set name or JSON spec, a folder of "
+                                      "images, or a pytorch-fid .npz of statistics (default: the run's data set)"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="state dict of pytorch-fid's "
+                                                     "Inception (default: its file in torch hub's cache)"),
+    fid_samples: Optional[int] = typer.Option(None, "--fid-samples", min=2, help="generated images for FID and "
+                                              "FD-FMNIST (default: -n)"),
+    fd_fmnist: bool = typer.Option(False, "--fd-fmnist", help="28×28 grey images: add the Fréchet distance in a "
+                                   "Fashion-MNIST classifier's features to the test split"),
 ):
-    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood; saves eval.json in
-    a run directory (a pushed model's metrics are printed only)."""
+    """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood, and for images FID
+    (--fid) and FD-FMNIST (--fd-fmnist); saves eval.json in a run directory (a pushed model's
+    metrics are printed only)."""
     from ebmkit.data import DATASETS
-    from ebmkit.evaluation import evaluate
+    from ebmkit.evaluation import evaluate, generate_samples, image_metrics
     from ebmkit.training.checkpoint import write_json
 
+    if not fid and (ref is not None or inception_weights is not None):
+        _fail("--ref and --inception-weights choose how FID is computed; add --fid")
+    extra = {}
     try:
         model = _load_run(run_dir, weights)
         config = model.recipe.eval if n is None else model.recipe.eval.model_copy(update={"n_samples": n})
-        metrics = evaluate(model, DATASETS.build(model.recipe.data), config)
+        data_spec = model.recipe.data
+        if (fid or fd_fmnist) and len(model.shape) != 3:
+            _fail(f"--fid and --fd-fmnist score images; this model's points have shape {model.shape}")
+        scorers = {}
+        if fid:
+            from ebmkit.metrics.fid import FID, resolve_reference
+
+            scorers["fid_ref"] = resolve_reference(ref if ref is not None else data_spec)
+            scorers["fid"] = FID(inception_weights, device=model.device)
+            extra["fid_ref"] = scorers["fid_ref"].label
+        if fd_fmnist:
+            from ebmkit.metrics.fmnist import FDFMNIST
+
+            root = data_spec.get("root") if data_spec["name"] == "fashion_mnist" else None
+            scorers["fd_fmnist"] = FDFMNIST(device=model.device, root=root)
+        samples = generate_samples(model, config.n_samples, config.seed)
+        metrics = evaluate(model, DATASETS.build(data_spec), config, samples=samples)
+        if scorers:
+            count = fid_samples or config.n_samples
+            images = samples if count == config.n_samples else generate_samples(model, count, config.seed)
+            metrics.update(image_metrics(images, **scorers))
+            extra["fid_samples"] = count
     except _user_errors() as exc:
         _fail(str(exc))
     if not run_dir.startswith("hf://"):
-        write_json({"weights": weights, "n_samples": config.n_samples, **metrics}, Path(run_dir) / "eval.json")
+        write_json({"weights": weights, "n_samples": config.n_samples, **extra, **metrics}, Path(run_dir) / "eval.json")
     if as_json:
         print(json.dumps(metrics, indent=2))
         return

@@ -20,6 +20,8 @@ METRIC_NAMES = {
     "grid_log_likelihood": "exact log-likelihood of held-out data on a 2D grid (nats)",
     "true_log_likelihood": "the true density's log-likelihood of the same data (ceiling)",
     "samples_finite": "1 if every generated sample is finite",
+    "fid": "FID (pytorch-fid's Inception) to the reference images (lower is better)",
+    "fd_fmnist": "Fréchet distance in a Fashion-MNIST classifier's features to the test split (lower is better)",
 }
 
 
@@ -80,7 +82,7 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
         lines += [f"`ebmkit eval` on these weights" + (f", {n} generated and {n} fresh points:" if n else ":"), "",
                   "| metric | value | meaning |", "| --- | --- | --- |"]
         for key, value in metrics.items():
-            if key in ("weights", "n_samples") or not isinstance(value, (int, float)):
+            if key in ("weights", "n_samples", "fid_samples") or not isinstance(value, (int, float)):
                 continue
             lines.append(f"| {key} | {value:.4f} | {METRIC_NAMES.get(key, '')} |")
     else:

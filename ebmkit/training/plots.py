@@ -62,3 +62,29 @@ def save_image_grid(x: torch.Tensor, path: Path, nrow: int | None = None) -> Non
     grid = make_grid(to_uint8(x), nrow=nrow, padding=2, pad_value=255)  # uint8 (C, H', W')
     array = grid.permute(1, 2, 0).numpy()
     Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
+def save_image_files(x: torch.Tensor, folder: Path) -> list[Path]:
+    """Images in [−1, 1], shaped (n, C, H, W), as one PNG each: folder/000000.png, ... (grey
+    when C = 1, RGB when C = 3). The folder is created; one that already holds PNGs is refused,
+    so that a folder handed to FID never mixes two sets of samples."""
+    from PIL import Image
+
+    from ebmkit.data.images import to_uint8
+
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"save_image_files: images must be (n, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"'{folder}' exists and is not a folder")
+    if folder.is_dir() and any(folder.glob("*.png")):
+        raise FileExistsError(f"'{folder}' already holds PNG files; write the samples to an empty or new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = to_uint8(x).permute(0, 2, 3, 1).numpy()  # (n, H, W, C)
+    width = max(6, len(str(len(x) - 1)))
+    paths = []
+    for i, array in enumerate(pixels):
+        path = folder / f"{i:0{width}d}.png"
+        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+        paths.append(path)
+    return paths
