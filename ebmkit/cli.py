@@ -75,9 +75,9 @@ def train(
     from ebmkit.training import Trainer
 
     try:
-        changes = parse_sets(sets)
-        if data is not None:
-            changes["data"] = data_spec_from_cli(data)
+        # --data first, so that --set data.OPTION=... refines the data set --data names
+        changes = {"data": data_spec_from_cli(data)} if data is not None else {}
+        changes.update(parse_sets(sets))
         if steps is not None:
             changes["train.steps"] = steps
         if seed is not None:

@@ -110,3 +110,12 @@ def test_dry_run_prints_the_resolved_recipe():
     recipe = json.loads(r.stdout)
     assert recipe["data"] == {"name": "checkerboard"}
     assert recipe["train"]["steps"] == 7 and recipe["sampler"]["n_steps"] == 4
+
+
+def test_set_gives_options_to_the_data_set_named_by_data():
+    r = run("train", "--set", "data.limit=300", "--data", "fashion_mnist", "--set", "data.split=test", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["data"] == {"name": "fashion_mnist", "root": None, "split": "test", "hflip": False,
+                                            "limit": 300}
+    assert_one_line_error(run("train", "--data", "checkerboard", "--set", "data.limit=3", "--dry-run"),
+                          "datasets 'checkerboard': bad option", "limit")

@@ -54,9 +54,12 @@ class TrainConfig(BaseModel):
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; null keeps torch's default")
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(500, ge=1)
-    eval_every: int = Field(0, ge=0, description="iterations between SW evaluations; 0 for none")
+    eval_every: int = Field(0, ge=0, description="iterations between periodic evaluations; 0 for none")
     eval_samples: int = Field(2000, ge=2, description="samples per periodic evaluation")
-    keep_best: bool = Field(False, description="export the EMA weights with the best periodic SW")
+    eval_metric: Literal["sw", "fd_fmnist"] = Field(
+        "sw", description="what periodic evaluation computes (lower is better): sliced Wasserstein to fresh data, "
+                          "or the Fréchet distance in a Fashion-MNIST classifier's features (28×28 grey images)")
+    keep_best: bool = Field(False, description="export the EMA weights with the best periodic eval_metric")
 
 
 class EvalConfig(BaseModel):
@@ -169,6 +172,8 @@ class Recipe(BaseModel):
                 data[head] = value
                 continue
             node = data[head]
+            if head in COMPONENTS and isinstance(node, str):  # "cifar10" → {"name": "cifar10"}, to take options
+                node = data[head] = {"name": node}
             if not isinstance(node, dict):
                 raise RecipeError(f"'{head}' has no sub-fields, cannot set '{key}'")
             *parents, leaf = rest.split(".")

@@ -160,7 +160,10 @@ class Trainer:
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         self.step = 0
-        self.best = {"sw": None, "step": None}
+        self.best = {tc.eval_metric: None, "step": None}
+        if tc.eval_metric == "fd_fmnist" and self.dataset.shape != (1, 28, 28):
+            raise TrainingError(f"train.eval_metric 'fd_fmnist' scores 28×28 grey images; this data has points of "
+                                f"shape {self.dataset.shape}: use 'sw'")
         self.history: list[dict] = []
 
     def _lr(self, step: int, group: str = "energy") -> float:
@@ -268,8 +271,9 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
-        """SW between n samples of the EMA model and n fresh data points, on fixed seeds; for
-        images also a grid of the first 64 samples in samples/step_NNNNNN.png.
+        """``train.eval_metric`` of n samples of the EMA model, on fixed seeds: SW to n fresh data
+        points, or FD-FMNIST to the Fashion-MNIST test set; for images also a grid of the first 64
+        samples in samples/step_NNNNNN.png.
 
         The seeds differ from `ebmkit eval`'s: `keep_best` selects a checkpoint on these draws,
         and scoring the selected one on the same draws would flatter it.
@@ -281,6 +285,10 @@ class Trainer:
         if self.dataset.is_image:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{self.step:06d}.png")
+        if self.recipe.train.eval_metric == "fd_fmnist":
+            from ebmkit.metrics.fmnist import fd_fmnist
+
+            return fd_fmnist(samples)
         data = self.dataset.sample(n, generator=g_data)
         return sliced_wasserstein(samples.flatten(1), data.flatten(1), n_projections=self.recipe.eval.n_projections,
                                   generator=torch.Generator().manual_seed(seed + 2))
@@ -318,14 +326,16 @@ class Trainer:
                             f"{self.run_dir / 'checkpoint'}"
                         )
                     if tc.eval_every and self.step % tc.eval_every == 0:
-                        row["sw"] = self.evaluate(tc.eval_samples)
-                        if tc.keep_best and (self.best["sw"] is None or row["sw"] < self.best["sw"]):
-                            self.best = {"sw": row["sw"], "step": self.step}
+                        metric = tc.eval_metric
+                        row[metric] = self.evaluate(tc.eval_samples)
+                        if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
+                            self.best = {metric: row[metric], "step": self.step}
                             save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors")
                     self.history.append(row)
                     stats.write(json.dumps(row) + "\n")
                     stats.flush()
-                    info = f"loss {row['loss']:+.3g}" + (f"  SW {row['sw']:.3f}" if "sw" in row else "")
+                    metric = tc.eval_metric
+                    info = f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
                     self._save()
                 bar.update(task, completed=self.step, **({"info": info} if info else {}))

@@ -1,0 +1,180 @@
+"""Image presets of the four recipes: `<recipe>_cifar10`, the paper's CIFAR-10 setting (a GPU and
+the data set in ~/.cache/ebmkit/cifar10), and `<recipe>_fmnist`, a small model that trains on
+Fashion-MNIST on a CPU in about a quarter of an hour (benchmarks/fmnist.md has what it reaches).
+
+Each CIFAR-10 preset is the 2D preset with the paper's image components and training options
+(specs/*.md, image sections); where our networks differ from the released code it is said
+next to the network. The Fashion-MNIST presets keep each algorithm and shrink what costs time:
+16–32-channel networks at 28×28 and 14×14, fewer Langevin steps, small batches.
+"""
+
+from __future__ import annotations
+
+from ebmkit.recipes.base import Recipe
+from ebmkit.recipes.cdrl import cdrl
+from ebmkit.recipes.ddaebm import ddaebm_paper
+from ebmkit.recipes.drl import drl
+from ebmkit.recipes.dxmi import dxmi
+from ebmkit.registry import RECIPES
+
+
+def _preset(base: Recipe, name: str, description: str, changes: dict) -> Recipe:
+    recipe = base.override({"description": description, **changes})
+    return recipe.model_copy(update={"name": name})
+
+
+# -- networks -----------------------------------------------------------------------------------
+def drl_ebm(blocks: int = 8, temb_activation: bool = False) -> dict:
+    """DRL's CIFAR-10 EBM (specs/drl.md §3): 128 channels, (1,2,2,2), avg-pool, SN, temb head.
+    Ours embeds the level as 1000·t/T (DRL: the integer t) and starts γ-scaled convs at the
+    default init (DRL: ~0 with a lower-bound SN)."""
+    return {"name": "resnet", "channels": 128, "channel_mult": [1, 2, 2, 2], "num_res_blocks": blocks,
+            "embedding_dim": 128, "temb_dim": 512, "temb_activation": temb_activation, "head": "temb",
+            "spectral_norm": True}
+
+
+def ncsnpp(channels: int = 128, **extra) -> dict:
+    """The DDPM++/NCSN++ U-Net of DDAEBM's energy and DDGAN's generator (CIFAR: nf 128,
+    (1,2,2,2), 2 blocks, attention at 16², dropout 0.1). Ours has no FIR resampling and no
+    progressive input branch."""
+    return {"name": "unet", "channels": channels, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 2,
+            "attn_resolutions": [16], "dropout": 0.1, **extra}
+
+
+SMALL_RESNET = {"name": "resnet", "channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
+                "embedding_dim": 32, "temb_dim": 64}
+SMALL_UNET = {"name": "unet", "channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
+              "attn_resolutions": [7], "dropout": 0.0}
+CIFAR10 = {"name": "cifar10", "hflip": True}
+FMNIST = {"name": "fashion_mnist"}
+FMNIST_TRAIN = {"threads": None, "log_every": 25, "eval_samples": 500, "eval_metric": "fd_fmnist", "keep_best": False}
+
+
+# -- DRL -------------------------------------------------------------------------------------------
+@RECIPES.register("drl_cifar10")
+def drl_cifar10() -> Recipe:
+    """DRL on CIFAR-10 (T = 6, K = 30; FID 9.58 published): specs/drl.md §3–§6."""
+    return _preset(drl(), "drl_cifar10", "Diffusion Recovery Likelihood, CIFAR-10 (the paper's setting)", {
+        "data": CIFAR10, "network": drl_ebm(), "energy": {"name": "drl", "b_square": 2e-4, "c_rule": "sigma_ratio"},
+        "train": {"steps": 1_000_000, "batch_size": 256, "lr": 1e-4, "eps": 1e-7, "warmup": 1000,
+                  "lr_schedule": "constant", "grad_clip": None, "ema_decay": 0.999, "ema_warmup": False,
+                  "checkpoint_every": 5000, "log_every": 100, "eval_every": 0},
+    })
+
+
+@RECIPES.register("drl_fmnist")
+def drl_fmnist() -> Recipe:
+    """DRL on Fashion-MNIST for a CPU: a 16-channel ResNet EBM, K = 10 Langevin steps."""
+    return _preset(drl(), "drl_fmnist", "Diffusion Recovery Likelihood, Fashion-MNIST CPU preset", {
+        "data": FMNIST, "network": SMALL_RESNET,
+        "energy": {"name": "drl", "b_square": 2e-3, "c_rule": "sigma_ratio"},
+        "sampler.n_steps": 10,
+        "train": {"steps": 1000, "batch_size": 64, "lr": 3e-4, "eps": 1e-7, "warmup": 50, "lr_schedule": "constant",
+                  "grad_clip": 1.0, "ema_decay": 0.99, "checkpoint_every": 200, "eval_every": 200, **FMNIST_TRAIN},
+    })
+
+
+# -- CDRL ------------------------------------------------------------------------------------------
+@RECIPES.register("cdrl_cifar10")
+def cdrl_cifar10() -> Recipe:
+    """CDRL on CIFAR-10 (T = 6, K = 15; FID 4.31 published): specs/cdrl.md §3–§5."""
+    return _preset(cdrl(), "cdrl_cifar10", "Cooperative DRL, CIFAR-10 (the paper's setting)", {
+        "data": CIFAR10, "network": drl_ebm(temb_activation=True),
+        "energy": {"name": "drl", "b_square": 4e-4, "c_rule": "sigma_ratio"},
+        # lucidrains' DDPM U-Net at width 64: (1,1,1), 3 blocks, attention at 16 and 8, dropout 0.1
+        "sampler.initializer": {"name": "unet", "channels": 64, "channel_mult": [1, 1, 1], "num_res_blocks": 3,
+                                "attn_resolutions": [16, 8], "dropout": 0.1},
+        "sampler.denoise": True,
+        "train": {"steps": 500_000, "batch_size": 256, "lr": 1e-4, "sampler_lr": 1e-5, "warmup": 10_000,
+                  "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.9999, "ema_warmup": False,
+                  "checkpoint_every": 5000, "log_every": 100, "eval_every": 0},
+    })
+
+
+@RECIPES.register("cdrl_fmnist")
+def cdrl_fmnist() -> Recipe:
+    """CDRL on Fashion-MNIST for a CPU: 16-channel ResNet EBM and U-Net initializer, K = 5."""
+    return _preset(cdrl(), "cdrl_fmnist", "Cooperative DRL, Fashion-MNIST CPU preset", {
+        "data": FMNIST, "network": SMALL_RESNET,
+        "energy": {"name": "drl", "b_square": 2e-3, "c_rule": "sigma_ratio"},
+        "sampler.initializer": SMALL_UNET, "sampler.refine.n_steps": 5,
+        "train": {"steps": 400, "batch_size": 64, "lr": 3e-4, "sampler_lr": 1e-3, "warmup": 50,
+                  "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.99, "checkpoint_every": 80,
+                  "eval_every": 80, **FMNIST_TRAIN},
+    })
+
+
+# -- DDAEBM ----------------------------------------------------------------------------------------
+@RECIPES.register("ddaebm_cifar10")
+def ddaebm_cifar10() -> Recipe:
+    """DDAEBM on CIFAR-10 (T = 4, β ∈ [0.1, 20], d_z = 100): specs/ddaebm.md §7–§8.3."""
+    return _preset(ddaebm_paper(), "ddaebm_cifar10", "Denoising Diffusion Adversarial EBM, CIFAR-10 (the paper's setting)", {
+        "data": CIFAR10,
+        "schedule": {"name": "vp", "num_levels": 4, "beta_min": 0.1, "beta_max": 20.0, "spacing": "uniform"},
+        "network": ncsnpp(128), "energy": {"name": "residual_norm", "zero_init": True},
+        "sampler": {"name": "adversarial", "latent_dim": 100, "posterior_min_variance": 1e-4,
+                    "generator": ncsnpp(128, latent_embedding_dim=256, mapping_layers=4, output="tanh"),
+                    # Table 8's Encoder_small is a plain strided conv net; ours is a small ResNet
+                    "encoder": {"name": "resnet", "channels": 64, "channel_mult": [1, 2, 4, 8], "num_res_blocks": 1,
+                                "embedding_dim": 256, "temb_dim": 256, "head": "linear", "spectral_norm": False}},
+        "divergence.elbo_min_variance": 0.4409,  # σ̃²_1 of this schedule (specs/ddaebm.md §3 table)
+        "train": {"steps": 254_000, "batch_size": 256, "lr": 1e-4, "betas": (0.0, 0.9), "lr_schedule": "cosine",
+                  "grad_clip": None, "ema_decay": 0.9999, "ema_warmup": False, "checkpoint_every": 5000,
+                  "log_every": 100, "eval_every": 0},
+    })
+
+
+@RECIPES.register("ddaebm_fmnist")
+def ddaebm_fmnist() -> Recipe:
+    """DDAEBM on Fashion-MNIST for a CPU: a 16-channel U-Net generator, d_z = 50 and λ_fake = 0.1
+    (the paper's MNIST settings). The energy is a scalar ResNet, as the paper's MNIST energy is a
+    scalar network (NICE) too; the U-Net energy's R1 double backward would cost three times more."""
+    return _preset(ddaebm_paper(), "ddaebm_fmnist", "Denoising Diffusion Adversarial EBM, Fashion-MNIST CPU preset", {
+        "data": FMNIST,
+        "schedule": {"name": "vp", "num_levels": 4, "beta_min": 0.1, "beta_max": 10.0, "spacing": "uniform"},
+        "network": SMALL_RESNET, "energy": {"name": "scalar"},
+        "sampler": {"name": "adversarial", "latent_dim": 50, "posterior_min_variance": 1e-4,
+                    "generator": {**SMALL_UNET, "latent_embedding_dim": 64, "mapping_layers": 2, "output": "tanh"},
+                    "encoder": {**SMALL_RESNET, "head": "linear", "spectral_norm": False}},
+        "divergence.elbo_min_variance": 0.2422,  # σ̃²_1 of the MNIST schedule (specs/ddaebm.md §3 table)
+        "divergence.lambda_fake": 0.1,  # the paper's MNIST value
+        "train": {"steps": 600, "batch_size": 64, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": None,
+                  "ema_decay": 0.99, "ema_warmup": True, "checkpoint_every": 120, "eval_every": 120, **FMNIST_TRAIN},
+    })
+
+
+# -- DxMI ------------------------------------------------------------------------------------------
+@RECIPES.register("dxmi_cifar10")
+def dxmi_cifar10() -> Recipe:
+    """DxMI on CIFAR-10 (T = 10, τ = 0.1/0.01, sigmoid time cost): specs/dxmi.md §3–§5.
+
+    The paper starts the policy from a pretrained 1000-step DDPM; here the pretraining phase
+    trains that ε-network (DDPM++ U-Net) on the T = 10 chain itself."""
+    return _preset(dxmi(), "dxmi_cifar10", "Diffusion by Maximum-Entropy IRL, CIFAR-10 (the paper's setting)", {
+        "data": CIFAR10, "schedule": {"name": "ddpm_cosine", "num_levels": 10},
+        # IGEBM-style energy = value: no SN, linear head; widths 128, 256, 256, 256 with 3 poolings
+        "network": {"name": "resnet", "channels": 128, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 1,
+                    "head": "linear", "spectral_norm": False},
+        "sampler": {"name": "dp_policy", "network": ncsnpp(128), "tau": 0.1, "tau_velocity": 0.01,
+                    "sigma_lr_scale": 100.0, "last_sigma": 1e-3, "avr_decay": 0.99, "value": "time_independent",
+                    "value_target": "sigmoid_time_cost", "time_cost": 1.0},
+        "train": {"steps": 80_000, "batch_size": 128, "lr": 1e-5, "sampler_lr": 1e-7, "grad_clip": None,
+                  "sampler_grad_clip": 0.1, "pretrain_steps": 200_000, "pretrain_lr": 2e-4, "seed": 112233,
+                  "log_every": 100, "checkpoint_every": 5000, "eval_every": 0, "keep_best": False},
+    })
+
+
+@RECIPES.register("dxmi_fmnist")
+def dxmi_fmnist() -> Recipe:
+    """DxMI on Fashion-MNIST for a CPU: a T = 4 policy (16-channel U-Net) pretrained as a DDPM,
+    then DxDP against a 16-channel ResNet energy/value."""
+    return _preset(dxmi(), "dxmi_fmnist", "Diffusion by Maximum-Entropy IRL, Fashion-MNIST CPU preset", {
+        "data": FMNIST, "schedule": {"name": "ddpm_cosine", "num_levels": 4},
+        "network": {**SMALL_RESNET, "head": "linear", "spectral_norm": False},
+        "sampler": {"name": "dp_policy", "network": SMALL_UNET, "tau": 0.1, "tau_velocity": 0.01,
+                    "sigma_lr_scale": 100.0, "last_sigma": 1e-3, "avr_decay": 0.99, "value": "time_independent",
+                    "value_target": "sigmoid_time_cost", "time_cost": 1.0},
+        "train": {"steps": 200, "batch_size": 64, "lr": 1e-4, "sampler_lr": 1e-5, "grad_clip": None,
+                  "sampler_grad_clip": 0.1, "pretrain_steps": 600, "pretrain_lr": 1e-3, "checkpoint_every": 40,
+                  "eval_every": 40, **FMNIST_TRAIN},
+    })
