@@ -157,6 +157,13 @@ def test_periodic_evaluation_keeps_the_best_weights(tmp_path):
     assert float(on_eval_seeds) != pytest.approx(state["best"]["sw"], rel=1e-3)
 
 
+def test_evaluation_runs_on_its_own_schedule_not_only_on_log_steps(tmp_path):
+    Trainer(_tiny_recipe(steps=9, eval_every=3, log_every=4, eval_samples=32), tmp_path / "run", progress=False).fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 4, 6, 8, 9]
+    assert [r["step"] for r in rows if "sw" in r] == [3, 6, 9]
+
+
 def test_ema_warmup_follows_the_formula():
     from ebmkit.training.trainer import ema_multi_avg_fn
 

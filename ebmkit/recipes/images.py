@@ -138,8 +138,8 @@ def ddaebm_fmnist() -> Recipe:
                     "encoder": {**SMALL_RESNET, "head": "linear", "spectral_norm": False}},
         "divergence.elbo_min_variance": 0.2422,  # σ̃²_1 of the MNIST schedule (specs/ddaebm.md §3 table)
         "divergence.lambda_fake": 0.1,  # the paper's MNIST value
-        "train": {"steps": 600, "batch_size": 64, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": None,
-                  "ema_decay": 0.99, "ema_warmup": True, "checkpoint_every": 120, "eval_every": 120, **FMNIST_TRAIN},
+        "train": {"steps": 400, "batch_size": 64, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": None,
+                  "ema_decay": 0.99, "ema_warmup": True, "checkpoint_every": 80, "eval_every": 80, **FMNIST_TRAIN},
     })
 
 

@@ -315,7 +315,8 @@ class Trainer:
             while self.step < tc.steps:
                 metrics = self.train_step()
                 info = None
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                evaluating = bool(tc.eval_every) and self.step % tc.eval_every == 0
+                if evaluating or self.step % tc.log_every == 0 or self.step == tc.steps:
                     row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
                            "lr": self._lr(self.step - 1), "time": time.perf_counter() - t0}
                     if not math.isfinite(row["loss"]):
@@ -325,7 +326,7 @@ class Trainer:
                             f"with sampler {self.recipe.sampler['name']}); the last good checkpoint is kept in "
                             f"{self.run_dir / 'checkpoint'}"
                         )
-                    if tc.eval_every and self.step % tc.eval_every == 0:
+                    if evaluating:
                         metric = tc.eval_metric
                         row[metric] = self.evaluate(tc.eval_samples)
                         if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
