@@ -333,3 +333,25 @@ def test_resume_after_pretraining_repeats_an_uninterrupted_run(tmp_path):
                       progress=False).fit()
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+class ConstantEps(nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x, t):
+        return torch.full_like(x, self.value)
+
+
+def test_clip_x0_clamps_the_denoised_estimate_inside_the_mean():
+    """μ = q-posterior mean at x̂_0 = clamp((x_k − σ̄_k ε) / √ᾱ_k, −c, c), by hand from the coefficients."""
+    schedule, sampler = _policy(clip_x0=1.0)
+    _, free = _policy()
+    sampler.eps_net = free.eps_net = ConstantEps(-3.0)  # x̂_0 far outside [−1, 1]
+    x, k = torch.full((4, 2), 0.5), torch.full((4,), 3, dtype=torch.long)
+    abar = float(schedule.alphas_cumprod[3])
+    x0 = (0.5 + math.sqrt(1 - abar) * 3.0) / math.sqrt(abar)
+    c1, c2 = float(schedule.posterior_coef_x0[2]), float(schedule.posterior_coef_xnext[2])
+    assert torch.allclose(sampler.policy_mean(x, k), torch.full((4, 2), c1 * 1.0 + c2 * 0.5), atol=1e-5)
+    assert torch.allclose(free.policy_mean(x, k), torch.full((4, 2), c1 * x0 + c2 * 0.5), atol=1e-4)

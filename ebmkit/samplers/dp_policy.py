@@ -74,6 +74,8 @@ class DiffusionPolicySampler(Sampler):
         value_target: Literal["running_costs", "sigmoid_time_cost", "linear_time_cost"] = Field(
             "running_costs", description="TD target: Alg. 1's running costs (2D) or a time cost R(t) (images)")
         time_cost: float = Field(1.0, ge=0, description="c of R(t): sigmoid c = 1, linear c = 0.05 in the paper")
+        clip_x0: Optional[float] = Field(
+            None, gt=0, description="clamp x̂_0 to [−c, c] in every step's mean (DDPM's clip_denoised; 1 for images)")
         guidance: float = Field(0.0, description="λ of value guidance at generation: x_j ← x_j − λ σ_j ∇V(x_j, j)")
 
         @field_validator("network")
@@ -125,6 +127,8 @@ class DiffusionPolicySampler(Sampler):
         s = self.schedule
         eps = self.eps_net(x_next, k).view_as(x_next)
         x0_hat = (x_next - s.gather(s.sigmas_cumprod, k, x_next) * eps) / s.gather(s.sqrt_alphas_cumprod, k, x_next)
+        if self.config.clip_x0 is not None:  # at the top level 1/√ᾱ_T amplifies ε's error (×83 for T = 4, cosine)
+            x0_hat = x0_hat.clamp(-self.config.clip_x0, self.config.clip_x0)
         return s.q_posterior(x_next, x0_hat, k - 1)[0]
 
     def draw(self, x_next: Tensor, k: Tensor, noise: Tensor) -> Tensor:
