@@ -10,21 +10,13 @@ import pytest
 
 from ebmkit import Recipe
 from ebmkit.training import Trainer
+from helpers import assert_one_line_error
 
 
 def run(*args, cwd=None):
     env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "COLUMNS": "80"}
     return subprocess.run([sys.executable, "-m", "ebmkit", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(result, *needles):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from ebmkit.metrics.fid import FID, FID_DIMS, default_weights_path, inception_fe
 from ebmkit.metrics.frechet import MetricError, frechet_distance
 from ebmkit.model import EnergyModel
 from ebmkit.training import Trainer
+from helpers import assert_one_line_error
 
 N = 16  # images on each side
 # 16 images give a rank-15 covariance of 2048-d features: scipy's sqrtm says so, as it should
@@ -78,15 +79,6 @@ def env(tmp_path_factory):
 def run(env, *args, module="ebmkit"):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           env={**env["env"], "COLUMNS": "80"}, timeout=600)
-
-
-def assert_one_line_error(result, *needles):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

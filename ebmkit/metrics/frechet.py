@@ -111,11 +111,9 @@ def cache_root() -> Path:
 
 def file_digest(path: Path) -> str:
     """sha256 of a file: the cache key of statistics made by the network whose weights it holds."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ebmkit.training.checkpoint import file_sha256
+
+    return file_sha256(path)
 
 
 def cached_stats(folder: Path, key: dict, compute: Callable[[], FeatureStats]) -> FeatureStats:

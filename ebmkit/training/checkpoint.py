@@ -29,7 +29,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint or weight file that is missing, truncated or corrupt."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -85,7 +86,7 @@ def save_checkpoint(directory: Path, files: dict[str, dict[str, torch.Tensor]], 
     for name, tensors in files.items():
         path = tmp / f"{name}.safetensors"
         save_tensors(tensors, path)
-        checksums[path.name] = _sha256(path)
+        checksums[path.name] = file_sha256(path)
     write_json({**state, "checksums": checksums}, tmp / "state.json")
     _fsync_dir(tmp)
     if directory.exists():
@@ -118,7 +119,7 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, dict[str, torch.Tensor]]
         path = found / filename
         if not path.is_file():
             raise CheckpointError(f"checkpoint file '{path}' is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise CheckpointError(f"checkpoint file '{path}' is corrupt or truncated (checksum mismatch)")
         files[path.stem] = load_tensors(path)
     return files, state
