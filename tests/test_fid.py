@@ -83,11 +83,12 @@ def run(env, *args, module="ebmkit"):
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    """A two-step drl model of Fashion-MNIST (the MLP on flattened pixels): images to score."""
+    """A two-step drl model of Fashion-MNIST (a tiny ResNet energy): images to score."""
     run_dir = tmp_path_factory.mktemp("image") / "run"
     recipe = Recipe.from_name("drl").override({
-        "data": {"name": "fashion_mnist", "limit": 64}, "network.width": 16, "network.depth": 1,
-        "sampler.n_steps": 2, "train.batch_size": 8, "train.steps": 2,
+        "data": {"name": "fashion_mnist", "limit": 64}, "sampler.n_steps": 2, "train.batch_size": 8, "train.steps": 2,
+        "network": {"name": "resnet", "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+                    "embedding_dim": 16, "temb_dim": 16},
     })
     Trainer(recipe, run_dir, progress=False).fit()
     return run_dir

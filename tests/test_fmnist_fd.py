@@ -104,8 +104,9 @@ def test_wrong_images_get_a_clear_error(scorer, tmp_path):
 def test_eval_fd_fmnist(tmp_path, train_images):
     run_dir = tmp_path / "run"
     recipe = Recipe.from_name("drl").override({
-        "data": {"name": "fashion_mnist", "limit": 64}, "network.width": 16, "network.depth": 1,
-        "sampler.n_steps": 2, "train.batch_size": 8, "train.steps": 2,
+        "data": {"name": "fashion_mnist", "limit": 64}, "sampler.n_steps": 2, "train.batch_size": 8, "train.steps": 2,
+        "network": {"name": "resnet", "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+                    "embedding_dim": 16, "temb_dim": 16},
     })
     Trainer(recipe, run_dir, progress=False).fit()
     env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "EBMKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
