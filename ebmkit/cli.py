@@ -219,8 +219,7 @@ def evaluate_cmd(
         if fd_fmnist:
             from ebmkit.metrics.fmnist import FDFMNIST
 
-            root = data_spec.get("root") if data_spec["name"] == "fashion_mnist" else None
-            scorers["fd_fmnist"] = FDFMNIST(device=model.device, root=root)
+            scorers["fd_fmnist"] = FDFMNIST.for_data(data_spec, device=model.device)
         samples = generate_samples(model, config.n_samples, config.seed)
         metrics = evaluate(model, DATASETS.build(data_spec), config, samples=samples)
         if scorers:

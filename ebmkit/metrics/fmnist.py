@@ -118,15 +118,27 @@ class FDFMNIST:
         self.net = load_classifier(self.weights, device)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "fd_fmnist"
         self.root = root
+        self._reference: FeatureStats | None = None
+
+    @classmethod
+    def for_data(cls, data_spec, device: str | torch.device = "cpu") -> "FDFMNIST":
+        """The scorer for a model of ``data_spec``: a ``fashion_mnist`` spec's ``root`` also
+        locates the test split; any other data scores against the default location."""
+        spec = data_spec if isinstance(data_spec, dict) else {"name": data_spec}
+        return cls(device=device, root=spec.get("root") if spec["name"] == "fashion_mnist" else None)
 
     def stats(self, images: Tensor) -> FeatureStats:
         return feature_stats(classifier_features(images, self.net))
 
     def reference_stats(self) -> FeatureStats:
-        test = fashion_mnist("test", self.root)
-        key = {"metric": "fd_fmnist", "data": {"name": "fashion_mnist", **test.config.model_dump(mode="json")},
-               "n": len(test), "weights_sha256": file_digest(self.weights)}
-        return cached_stats(self.cache_dir, key, lambda: self.stats(test.images))
+        """The test split's statistics: read (or computed and cached) once per scorer, so a
+        training run's periodic evaluations do not re-read the data set and hash the weights."""
+        if self._reference is None:
+            test = fashion_mnist("test", self.root)
+            key = {"metric": "fd_fmnist", "data": {"name": "fashion_mnist", **test.config.model_dump(mode="json")},
+                   "n": len(test), "weights_sha256": file_digest(self.weights)}
+            self._reference = cached_stats(self.cache_dir, key, lambda: self.stats(test.images))
+        return self._reference
 
     def __call__(self, images: Tensor) -> float:
         return frechet_distance(self.stats(images), self.reference_stats())

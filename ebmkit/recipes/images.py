@@ -48,7 +48,7 @@ SMALL_UNET = {"name": "unet", "channels": 16, "channel_mult": [1, 2, 2], "num_re
 TINY_UNET = {**SMALL_UNET, "channels": 8}
 CIFAR10 = {"name": "cifar10", "hflip": True}
 FMNIST = {"name": "fashion_mnist"}
-FMNIST_TRAIN = {"threads": None, "log_every": 25, "eval_samples": 500, "eval_metric": "fd_fmnist", "keep_best": False}
+FMNIST_TRAIN = {"log_every": 25, "eval_samples": 500, "eval_metric": "fd_fmnist", "keep_best": False}
 
 
 # -- DRL -------------------------------------------------------------------------------------------

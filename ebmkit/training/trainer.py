@@ -161,9 +161,13 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         self.step = 0
         self.best = {tc.eval_metric: None, "step": None}
-        if tc.eval_metric == "fd_fmnist" and self.dataset.shape != (1, 28, 28):
-            raise TrainingError(f"train.eval_metric 'fd_fmnist' scores 28×28 grey images; this data has points of "
-                                f"shape {self.dataset.shape}: use 'sw'")
+        self.fd_fmnist = None  # the FD-FMNIST scorer, loaded at the first evaluation that needs it
+        if tc.eval_metric == "fd_fmnist":
+            from ebmkit.metrics.fmnist import SHAPE
+
+            if self.dataset.shape != SHAPE:  # fail before training, not at the first evaluation
+                raise TrainingError(f"train.eval_metric 'fd_fmnist' scores 28×28 grey images; this data has points "
+                                    f"of shape {self.dataset.shape}: use 'sw'")
         self.history: list[dict] = []
 
     def _lr(self, step: int, group: str = "energy") -> float:
@@ -280,16 +284,17 @@ class Trainer:
         """
         seed = self.recipe.eval.seed + VALIDATION_SEED_OFFSET
         g_model = torch.Generator(self.device).manual_seed(seed)
-        g_data = torch.Generator().manual_seed(seed + 1)
         samples = self.ema.module.generate(n, generator=g_model).cpu()
         if self.dataset.is_image:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{self.step:06d}.png")
         if self.recipe.train.eval_metric == "fd_fmnist":
-            from ebmkit.metrics.fmnist import fd_fmnist
+            if self.fd_fmnist is None:
+                from ebmkit.metrics.fmnist import FDFMNIST
 
-            return fd_fmnist(samples)
-        data = self.dataset.sample(n, generator=g_data)
+                self.fd_fmnist = FDFMNIST.for_data(self.recipe.data, device=self.device)
+            return self.fd_fmnist(samples)
+        data = self.dataset.sample(n, generator=torch.Generator().manual_seed(seed + 1))
         return sliced_wasserstein(samples.flatten(1), data.flatten(1), n_projections=self.recipe.eval.n_projections,
                                   generator=torch.Generator().manual_seed(seed + 2))
 
@@ -326,8 +331,8 @@ class Trainer:
                             f"with sampler {self.recipe.sampler['name']}); the last good checkpoint is kept in "
                             f"{self.run_dir / 'checkpoint'}"
                         )
+                    metric = tc.eval_metric
                     if evaluating:
-                        metric = tc.eval_metric
                         row[metric] = self.evaluate(tc.eval_samples)
                         if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
                             self.best = {metric: row[metric], "step": self.step}
@@ -335,7 +340,6 @@ class Trainer:
                     self.history.append(row)
                     stats.write(json.dumps(row) + "\n")
                     stats.flush()
-                    metric = tc.eval_metric
                     info = f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
                 if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
                     self._save()
