@@ -55,6 +55,17 @@ def parse_sets(items: list[str]) -> dict:
     return changes
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``0-999`` or ``0,4,10-19`` (ranges inclusive) → a list of seeds."""
+    seeds = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
+            _fail(f"--seeds takes non-negative integers and ranges like 0-999 or 0,4,10-19, got '{text}'")
+        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return seeds
+
+
 @app.command()
 def train(
     recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", "-r", help="preset name (see `ebmkit list recipes`) or a recipe .json/.yaml file"),
@@ -142,10 +153,13 @@ def _scatter(x, output: Path) -> None:
 @app.command()
 def sample(
     run_dir: str = typer.Argument(..., help=MODEL_HELP),
-    n: int = typer.Option(1000, "-n", min=1, help="number of samples"),
+    n: Optional[int] = typer.Option(None, "-n", min=1, help="number of samples (default 1000, or one per --seeds)"),
     output: str = typer.Option("samples.npy", "--output", "-o",
                                help=".npy (the array), .png (2D: a scatter; images: a grid), or DIR/ (images: one PNG each)"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="one seed for the whole draw"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="one seed per sample, e.g. 0-999 or 0,4,10-19: sample i "
+                                        "is the same whatever the batch size"),
+    batch_size: int = typer.Option(10_000, "--batch", min=1, help="samples generated at a time"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
 ):
     """Generate samples from a trained model."""
@@ -153,13 +167,23 @@ def sample(
     import torch
 
     kind = _output_kind(output)
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    if seed_list is not None and n is not None and n != len(seed_list):
+        _fail(f"-n {n} and --seeds '{seeds}' ({len(seed_list)} seeds) disagree; give one of them")
+    n = len(seed_list) if seed_list is not None else n or 1000
     try:
         model = _load_run(run_dir, weights)
         is_image = len(model.shape) == 3
         if kind == "dir" and not is_image:
             _fail(f"--output '{output}' is a folder, which holds one PNG per image; this model's points have shape "
                   f"{model.shape}: use .npy or .png")
-        x = model.generate(n, generator=torch.Generator(model.device).manual_seed(seed)).cpu()
+        if seed_list is not None:
+            if coupled := model.batch_coupled():
+                err.print(f"[yellow]warning:[/] {coupled[0]} normalises with batch statistics, so these samples are "
+                          f"the same only for the same --batch", highlight=False, soft_wrap=True)
+            x = model.generate(seeds=seed_list, batch_size=batch_size).cpu()
+        else:
+            x = model.generate(n, generator=torch.Generator(model.device).manual_seed(seed), batch_size=batch_size).cpu()
         if kind == "npy":
             np.save(output, x.numpy())
         elif kind == "dir":

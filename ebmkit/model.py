@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ebmkit.networks import build_network
+from ebmkit.random import PerSampleGenerator
 from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES, ComponentError
 
 
@@ -50,12 +52,28 @@ class EnergyModel(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def generate(self, n: int, generator: torch.Generator | None = None, batch_size: int = 10_000) -> Tensor:
-        """n samples from the prior through the sampler's full chain."""
+    def generate(self, n: int | None = None, generator: torch.Generator | None = None, batch_size: int = 10_000,
+                 seeds: Sequence[int] | None = None) -> Tensor:
+        """n samples from the prior through the sampler's full chain, in batches of ``batch_size``.
+
+        With ``seeds`` (instead of n and generator) sample i is drawn from its own stream seeded
+        with seeds[i], so it is the same whatever the batch size or the other seeds.
+        """
+        if seeds is not None:
+            seeds = list(seeds)
+            return torch.cat([self.sampler.generate(len(chunk), self.energy, PerSampleGenerator(chunk, self.device))
+                              for chunk in (seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size))])
         chunks = []
         for start in range(0, n, batch_size):
             chunks.append(self.sampler.generate(min(batch_size, n - start), self.energy, generator))
         return torch.cat(chunks)
+
+    def batch_coupled(self) -> list[str]:
+        """Modules whose output for one sample depends on the rest of its batch: BatchNorm that
+        normalises with batch statistics (DDAEBM's 2D generator, as in its reference code).
+        Per-sample seeds cannot make such a model's samples independent of the batch size."""
+        return [name for name, m in self.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)]
 
     def data_energy(self, x: Tensor) -> Tensor:
         """E of clean data: exp(−data_energy) is the model's unnormalised density of x."""

@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
@@ -126,7 +127,7 @@ class AdversarialDivergence(Divergence):
             mu, log_var = sampler.encode(x_t, x_next, t)
             kl = kl_to_standard_normal(mu, log_var).mean()
             if c.reconstruction == "gaussian":
-                eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+                eps = rnd.randn_like(mu, generator)
                 z_e = mu + (0.5 * log_var).exp() * eps
                 mean, _ = self.schedule.q_posterior(x_next, sampler.predict_x0(x_next, z_e, t), t)
                 var = self.schedule.gather(self.elbo_variance, t, x_t)

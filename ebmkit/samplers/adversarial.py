@@ -20,6 +20,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
@@ -63,7 +64,7 @@ class AdversarialSampler(Sampler):
 
     # -- the distributions ----------------------------------------------------------------
     def latent_sample(self, n: int, like: Tensor, generator=None) -> Tensor:
-        z = torch.randn((n, self.config.latent_dim), generator=generator, device=like.device, dtype=like.dtype)
+        z = rnd.randn((n, self.config.latent_dim), generator=generator, device=like.device, dtype=like.dtype)
         return z.zero_() if self.config.latent == "zero" else z
 
     def predict_x0(self, x_next: Tensor, z: Tensor, t: Tensor) -> Tensor:
@@ -73,7 +74,7 @@ class AdversarialSampler(Sampler):
     def posterior_draw(self, x_next: Tensor, x0_hat: Tensor, t: Tensor, generator=None) -> Tensor:
         """x_t ~ q(x_t | x_{t+1}, x̂_0), reparameterised; the mean alone at t = 0."""
         mean, _ = self.schedule.q_posterior(x_next, x0_hat, t)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = rnd.randn_like(mean, generator)
         std = self.schedule.gather(self.draw_std, t, mean) * (t > 0).view((-1,) + (1,) * (mean.dim() - 1))
         return mean + std * noise
 

@@ -20,6 +20,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
+import ebmkit.random as rnd
 from ebmkit.networks.init import zero_output_layer
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
@@ -69,7 +70,7 @@ class CooperativeSampler(Sampler):
         mean = x_next + self.initializer(x_next, t + 1).view_as(x_next)
         if not self.config.initial_noise:
             return mean
-        noise = torch.randn(x_next.shape, generator=generator, device=x_next.device, dtype=x_next.dtype)
+        noise = rnd.randn_like(x_next, generator)
         std = self.proposal_std[t].view((-1,) + (1,) * (x_next.dim() - 1))
         return mean + std * noise
 

@@ -34,6 +34,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
@@ -154,7 +155,7 @@ class DiffusionPolicySampler(Sampler):
         states = [x]
         for k in range(self.schedule.num_levels, 0, -1):
             kk = self._levels(k, x)
-            noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+            noise = rnd.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
             with torch.no_grad():
                 x = self.draw(x, kk, noise)
             if guidance:  # paper §5.2 sign: step down the value (the code's scale is −λ)
@@ -211,16 +212,16 @@ class DiffusionPolicySampler(Sampler):
         states, self._trajectory = self._stored(), None
         n, T = states[0].shape[0], self.schedule.num_levels
         pool = torch.cat(states[1:])  # levels 1..T, n each
-        idx = torch.randint(0, n * T, (n,), generator=generator, device=pool.device)
+        idx = rnd.randint(0, n * T, (n,), generator=generator, device=pool.device)
         x_next, k = pool[idx], idx // n + 1
-        noise = torch.randn(x_next.shape, generator=generator, device=pool.device, dtype=pool.dtype)
+        noise = rnd.randn(x_next.shape, generator=generator, device=pool.device, dtype=pool.dtype)
         loss = self.policy_loss(x_next, k, noise, energy)
         return LossOutput(loss, {"sampler_loss": loss.detach(), "sigma_first": self.log_sigma()[-1].detach().exp()})
 
     def pretrain_loss(self, x0: Tensor, generator=None) -> LossOutput:
         """DDPM's ε-MSE on the same T-level chain: k ~ U{1..T}, ‖ε_φ(x_k, k) − ε‖² per dimension."""
-        k = torch.randint(1, self.schedule.num_levels + 1, (x0.shape[0],), generator=generator, device=x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        k = rnd.randint(1, self.schedule.num_levels + 1, (x0.shape[0],), generator=generator, device=x0.device)
+        eps = rnd.randn_like(x0, generator)
         x_k = self.schedule.q_sample(x0, k, eps)
         loss = (self.eps_net(x_k, k).view_as(eps) - eps).pow(2).mean()
         return LossOutput(loss, {"pretrain_loss": loss.detach()})

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.registry import SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions, TrainingBatch
 
@@ -63,7 +64,7 @@ class LangevinSampler(Sampler):
             with torch.enable_grad():
                 y.requires_grad_(True)
                 (grad,) = torch.autograd.grad(energy(y, t).sum(), y)
-            noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            noise = rnd.randn_like(y, generator)
             y = (y.detach() - 0.5 * s2 * grad - k * (y.detach() - x_next) + std * noise).detach()
         return y
 

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.registry import Options
 
 
@@ -76,18 +77,18 @@ class NoiseSchedule(ABC):
 
     def levels(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """t ~ Uniform{0..T−1}: the lower level of a training pair."""
-        return torch.randint(0, self.num_levels, (n,), generator=generator, device=device)
+        return rnd.randint(0, self.num_levels, (n,), generator=generator, device=device)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor | None = None, generator=None) -> Tensor:
         """x_t = √ᾱ_t x_0 + σ̄_t ε."""
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            noise = rnd.randn_like(x0, generator)
         return _gather(self.sqrt_alphas_cumprod, t, x0) * x0 + _gather(self.sigmas_cumprod, t, x0) * noise
 
     def q_step(self, x_t: Tensor, t: Tensor, noise: Tensor | None = None, generator=None) -> Tensor:
         """One forward step t → t+1: x_{t+1} = a_{t+1} x_t + σ_{t+1} ε."""
         if noise is None:
-            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+            noise = rnd.randn_like(x_t, generator)
         return _gather(self.sqrt_alphas, t + 1, x_t) * x_t + _gather(self.sigmas, t + 1, x_t) * noise
 
     def q_pair(self, x0: Tensor, t: Tensor, shared_noise: bool = False, generator=None) -> tuple[Tensor, Tensor]:
@@ -97,7 +98,7 @@ class NoiseSchedule(ABC):
         ``shared_noise=True`` is CDRL's variance reduction: x_t and x_{t+1} both from the
         marginal with the same ε — right marginals, wrong joint, lower-variance gradients.
         """
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = rnd.randn_like(x0, generator)
         x_t = self.q_sample(x0, t, eps)
         if shared_noise:
             return x_t, self.q_sample(x0, t + 1, eps)
@@ -110,7 +111,7 @@ class NoiseSchedule(ABC):
 
     def prior_sample(self, shape, generator=None, device=None, dtype=torch.float32) -> Tensor:
         """x_T ~ N(0, I)."""
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return rnd.randn(shape, generator=generator, device=device, dtype=dtype)
 
     def langevin_step_sizes(self, b_square: float, c_rule: str = "sigma_ratio") -> Tensor:
         """s_t² = b² c_t σ²_{t+1}, t = 0..T−1: the recovery Langevin step of DRL §3 / CDRL §3.
