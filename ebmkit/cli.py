@@ -66,6 +66,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """argv less ``option VALUE`` / ``option=VALUE`` (torchrun's parser would take ``--nproc`` for its own)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
+
 @app.command()
 def train(
     recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", "-r", help="preset name (see `ebmkit list recipes`) or a recipe .json/.yaml file"),
@@ -79,6 +92,8 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and exit"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine, launched with "
+                              "torchrun (train.batch_size is the global batch)"),
 ):
     """Train a recipe; writes checkpoints, stats.jsonl, model.safetensors and density.png."""
     from ebmkit.data import data_spec_from_cli
@@ -108,6 +123,12 @@ def train(
         if dry_run:
             out.print_json(resolved.model_dump_json())
             return
+        if nproc > 1 and "LOCAL_RANK" not in os.environ:  # the recipe is valid: hand the same command to torchrun
+            import subprocess
+
+            launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                      "-m", "ebmkit", *_without_option(sys.argv[1:], "--nproc")]
+            raise typer.Exit(subprocess.run(launch).returncode)
         Trainer(resolved, resume or out_dir, resume=resume is not None, overwrite=overwrite, progress=progress).fit()
     except _user_errors() as exc:
         _fail(str(exc))

@@ -112,7 +112,14 @@ class EnergyModel(nn.Module):
         recipe = Recipe.from_config(config, where=label or str(config_path))
         model = cls(recipe, tuple(config["shape"]))
         state = load_tensors(run_dir / weights)
-        model.load_state_dict(state, strict=True)
+        if "n_averaged" in state:  # the trainer's EMA (checkpoint/ema.safetensors): an AveragedModel
+            state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
+            raise CheckpointError(f"weights '{run_dir / weights}' do not fit the model of {config_path}: "
+                                  f"{first[:300]}") from None
         model.source_dir = run_dir
         model.weights_kind = "raw" if weights_kind(weights) == "raw" else config.get("weights", "ema")
         return model.eval()

@@ -60,6 +60,11 @@ class TrainConfig(BaseModel):
         "sw", description="what periodic evaluation computes (lower is better): sliced Wasserstein to fresh data, "
                           "or the Fréchet distance in a Fashion-MNIST classifier's features (28×28 grey images)")
     keep_best: bool = Field(False, description="export the EMA weights with the best periodic eval_metric")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the forward passes; fp16 adds loss scaling (a GradScaler per optimizer)")
+    on_divergence: Literal["stop", "rollback"] = Field(
+        "stop", description="a non-finite loss stops the run, or rolls back to the last good checkpoint with a new seed")
+    max_rollbacks: int = Field(3, ge=0, description="rollbacks before a diverging run stops")
 
 
 class EvalConfig(BaseModel):

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from ebmkit.data import DATASETS
 from ebmkit.metrics import sliced_wasserstein
 from ebmkit.model import EnergyModel
+from ebmkit.random import ShardedGenerator
 from ebmkit.training.plots import density_figure, save_image_grid
 from ebmkit.training.checkpoint import (
     CheckpointError,
@@ -42,7 +43,11 @@ from ebmkit.training.checkpoint import (
     save_tensors,
     write_json,
 )
+from ebmkit.training.distributed import Distributed
 
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NEVER = 2**62  # "no non-finite loss yet" in `Trainer._watch`
 
 # In-training validation draws: disjoint from `ebmkit eval`'s seeds (seed … seed + 4).
 VALIDATION_SEED_OFFSET = 1000
@@ -108,10 +113,14 @@ def default_run_dir(recipe, root: Path = Path("runs")) -> Path:
 
 
 class Trainer:
+    """Trains ``recipe`` into ``run_dir``. Under torchrun it is one data-parallel rank: rank 0
+    alone writes files and logs, every rank steps the same replica on its share of the batch."""
+
     def __init__(self, recipe, run_dir=None, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, console: Console | None = None):
-        self.console = console or Console(stderr=True)
-        self.progress_enabled = progress
+        self.dist = Distributed.from_env(recipe.train.device)
+        self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
+        self.progress_enabled = progress and self.dist.is_main
         if resume:
             if run_dir is None:
                 raise TrainingError("resume needs a run directory")
@@ -119,12 +128,14 @@ class Trainer:
             if find_checkpoint(self.run_dir / "checkpoint") is None:
                 raise TrainingError(f"cannot resume '{self.run_dir}': no checkpoint found in it")
         else:
-            self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-            if self.run_dir.exists() and any(self.run_dir.iterdir()) and not overwrite:
-                raise TrainingError(
-                    f"run directory '{self.run_dir}' already exists; pass --resume to continue it "
-                    "or --overwrite to start it again"
-                )
+            if self.dist.is_main:
+                run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+                if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+                    raise TrainingError(
+                        f"run directory '{run_dir}' already exists; pass --resume to continue it "
+                        "or --overwrite to start it again"
+                    )
+            self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 numbers a default one
         self.recipe = recipe
         self.resume = resume
         self.overwrite = overwrite
@@ -142,6 +153,13 @@ class Trainer:
         if tc.threads:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
+        if self.dist.enabled:
+            if tc.batch_size % self.dist.world_size:
+                raise TrainingError(f"train.batch_size {tc.batch_size} is the global batch; it must be divisible by "
+                                    f"the {self.dist.world_size} processes")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(self.device)
         self.dataset = DATASETS.build(r.data)
         torch.manual_seed(tc.seed)  # network initialisation
         self.model = EnergyModel(r, self.dataset.shape).to(self.device)
@@ -159,6 +177,9 @@ class Trainer:
             )
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
+        # what components draw from: under data parallelism, this rank's rows of the global draw
+        self.draw = ShardedGenerator(self.generator, self.dist.rank, self.dist.world_size) if self.dist.enabled \
+            else self.generator
         self.step = 0
         self.best = {tc.eval_metric: None, "step": None}
         self.fd_fmnist = None  # the FD-FMNIST scorer, loaded at the first evaluation that needs it
@@ -169,26 +190,67 @@ class Trainer:
                 raise TrainingError(f"train.eval_metric 'fd_fmnist' scores 28×28 grey images; this data has points "
                                     f"of shape {self.dataset.shape}: use 'sw'")
         self.history: list[dict] = []
+        self.rollbacks = 0
+        self._first_nonfinite: dict[str, torch.Tensor] = {}
+        # fp16 needs loss scaling (bf16 has fp32's exponent range): one scaler per optimizer
+        self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} \
+            if tc.precision == "fp16" else {}
 
     def _lr(self, step: int, group: str = "energy") -> float:
         tc = self.recipe.train
         base = tc.lr if group == "energy" else (tc.sampler_lr or tc.lr)
         return base * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
 
-    def _update(self, group: str, loss: torch.Tensor, parameters) -> torch.Tensor | None:
-        """One optimizer step of a parameter group; returns the pre-clip gradient norm."""
+    def autocast(self):
+        """``train.precision``'s autocast, around forward passes only (backward follows their dtypes)."""
+        precision = self.recipe.train.precision
+        return torch.autocast(self.device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+
+    def _update(self, group: str, loss: torch.Tensor, parameters, what: str) -> torch.Tensor | None:
+        """One optimizer step of a parameter group; returns the pre-clip gradient norm. ``what``
+        names the loss if it is not finite."""
         opt, tc = self.optimizers[group], self.recipe.train
+        self._watch(what, loss)
         for g in opt.param_groups:
             g["lr"] = self._lr(self.step, group) * g.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.scalers.get(group)
+        if scaler is None:
+            loss.backward()
+        else:  # fp16: scale the loss so small gradients survive, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        self.dist.all_reduce_gradients(parameters)
         clip = tc.grad_clip if group == "energy" or tc.sampler_grad_clip is None else tc.sampler_grad_clip
         norm = torch.nn.utils.clip_grad_norm_(parameters, clip) if clip is not None else None
-        opt.step()
+        if scaler is None:
+            opt.step()
+        else:  # skips the step on inf/NaN gradients and lowers the scale; updated after every step, as
+            scaler.step(opt)  # the energy's optimizer may step several times per iteration (DxMI)
+            scaler.update()
         return norm
+
+    def _watch(self, what: str, loss: torch.Tensor) -> None:
+        """Remember, on the device and without a sync, the first step at which loss ``what`` was
+        not finite; `_check_finite` reads it at log and checkpoint steps."""
+        first = self._first_nonfinite.get(what, torch.full((), NEVER, device=loss.device))
+        bad = ~torch.isfinite(loss.detach().float())
+        self._first_nonfinite[what] = torch.where(bad & (first == NEVER), self.step + 1, first)
+
+    def _nonfinite(self) -> tuple[int, str] | None:
+        """(step, loss) of the earliest non-finite loss since the last check, over all ranks."""
+        if not self._first_nonfinite:
+            return None
+        names = sorted(self._first_nonfinite)
+        first = self.dist.minimum(torch.stack([self._first_nonfinite[k] for k in names]))
+        self._first_nonfinite.clear()
+        step = int(first.min())
+        return None if step == NEVER else (step, names[int(first.argmin())])
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self):
+        if not self.dist.is_main:
+            return
         files = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": {}}
         opt_meta = {}
         for name, opt in self.optimizers.items():
@@ -200,6 +262,8 @@ class Trainer:
         state = {
             "step": self.step,
             "optimizers": opt_meta,
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
+            "rollbacks": self.rollbacks,
             "best": self.best,
             "recipe": self.recipe.model_dump(mode="json"),
         }
@@ -216,42 +280,61 @@ class Trainer:
             self.generator.set_state(files["optimizer"]["rng.train"].to(self.generator.device))
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint in '{self.run_dir}' does not match its recipe: {exc}") from None
+        for name, scaler in self.scalers.items():
+            if name in state.get("scalers", {}):
+                scaler.load_state_dict(state["scalers"][name])
         self.step = state["step"]
         self.best = state["best"]
+        self.rollbacks = state.get("rollbacks", 0)
         stats = self.run_dir / "stats.jsonl"
-        if stats.is_file():  # drop log lines written after the checkpoint we resume from
+        if stats.is_file() and self.dist.is_main:  # drop log lines written after the checkpoint we resume from
             lines = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
             self.history = [h for h in lines if h["step"] <= self.step]
             stats.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
     def _write_config(self):
-        write_json(self.model.config(), self.run_dir / "config.json")
+        if self.dist.is_main:
+            write_json(self.model.config(), self.run_dir / "config.json")
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
         m, tc = self.model, self.recipe.train
-        x0 = self.dataset.sample(tc.batch_size, generator=self.data_generator).to(self.device)
-        batch = m.divergence.training_batch(x0, generator=self.generator)
-        negatives = m.sampler.sample(batch, m.energy, generator=self.generator)
-        # energy first, on negatives from the pre-update energy; then the sampler on the same ones
-        out = m.divergence.energy_loss(batch, negatives, m.energy)
+        r = self.recipe
+        with self.autocast():
+            batch = m.divergence.training_batch(self._data_batch(), generator=self.draw)
+            negatives = m.sampler.sample(batch, m.energy, generator=self.draw)
+            # energy first, on negatives from the pre-update energy; then the sampler on the same ones
+            out = m.divergence.energy_loss(batch, negatives, m.energy)
         metrics = {"loss": out.loss.detach(), **out.metrics}
-        norm = self._update("energy", out.loss, list(m.energy.parameters()))
+        norm = self._update("energy", out.loss, list(m.energy.parameters()), f"energy loss ({r.divergence['name']})")
         if norm is not None:
             metrics["grad_norm"] = norm
         # a value function sharing the energy's network (DxMI's TD sweep) takes its steps on the
         # energy's optimizer; each loss is built after the previous step, so targets see it
-        for v_out in m.sampler.value_steps(m.energy, generator=self.generator):
-            self._update("energy", v_out.loss, list(m.energy.parameters()))
+        value_losses = m.sampler.value_steps(m.energy, generator=self.draw)
+        while True:
+            with self.autocast():
+                v_out = next(value_losses, None)
+            if v_out is None:
+                break
+            self._update("energy", v_out.loss, list(m.energy.parameters()), f"value loss ({r.sampler['name']})")
             metrics.update(v_out.metrics)
         if m.sampler.learnable:
             with frozen(m.energy):  # the sampler's objective reads the just-updated energy, never trains it
-                s_out = m.divergence.sampler_loss(batch, negatives, m.energy, m.sampler, generator=self.generator)
+                with self.autocast():
+                    s_out = m.divergence.sampler_loss(batch, negatives, m.energy, m.sampler, generator=self.draw)
                 metrics.update(s_out.metrics)
-                self._update("sampler", s_out.loss, list(m.sampler.parameters()))
+                self._update("sampler", s_out.loss, list(m.sampler.parameters()),
+                             f"sampler loss ({r.divergence['name']} on {r.sampler['name']})")
+        self.dist.broadcast_buffers(m)
         self.ema.update_parameters(m)
         self.step += 1
         return metrics
+
+    def _data_batch(self) -> torch.Tensor:
+        """This rank's share of ``train.batch_size`` fresh data points (all of it on one process)."""
+        x0 = self.dataset.sample(self.recipe.train.batch_size, generator=self.data_generator)
+        return self.dist.shard(x0).to(self.device)
 
     def _pretrain_sampler(self):
         """Train the sampler alone on its own objective (DxMI fine-tunes a DDPM) before step 1,
@@ -263,10 +346,10 @@ class Trainer:
         opt = torch.optim.Adam(m.sampler.parameters(), lr=tc.pretrain_lr, betas=tc.betas, eps=tc.eps)
         t0 = time.perf_counter()
         for _ in range(tc.pretrain_steps):
-            x0 = self.dataset.sample(tc.batch_size, generator=self.data_generator).to(self.device)
-            out = m.sampler.pretrain_loss(x0, generator=self.generator)
+            out = m.sampler.pretrain_loss(self._data_batch(), generator=self.draw)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
+            self.dist.all_reduce_gradients(m.sampler.parameters())
             opt.step()
         self.ema.update_parameters(m)  # the first update copies: the EMA starts from the pretrained sampler
         self._save()
@@ -300,55 +383,101 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
+        try:
+            return self._fit()
+        finally:
+            self.dist.close()
+
+    def _fit(self) -> EnergyModel:
         self._setup()
-        if self.overwrite and not self.resume:
-            self._clear_previous_run()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            if self.overwrite and not self.resume:
+                self._clear_previous_run()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._load()
             self.console.print(f"[bold]resuming[/] {self.run_dir} at step {self.step}", soft_wrap=True)
         self._write_config()
-        if not self.resume and self.recipe.train.pretrain_steps:
-            self._pretrain_sampler()
+        if not self.resume:
+            if self.recipe.train.pretrain_steps:
+                self._pretrain_sampler()
+            else:
+                self._save()  # step 0: the last good checkpoint a divergence falls back to
         tc = self.recipe.train
-        stats = open(self.run_dir / "stats.jsonl", "a")
+        stats = open(self.run_dir / "stats.jsonl", "a") if self.dist.is_main else None
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
-        t0 = time.perf_counter()
-        with Progress(*columns, console=self.console, disable=not self.progress_enabled) as bar:
-            task = bar.add_task(self.recipe.name, total=tc.steps, completed=self.step, info="")
-            while self.step < tc.steps:
-                metrics = self.train_step()
-                info = None
-                evaluating = bool(tc.eval_every) and self.step % tc.eval_every == 0
-                if evaluating or self.step % tc.log_every == 0 or self.step == tc.steps:
-                    row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
-                           "lr": self._lr(self.step - 1), "time": time.perf_counter() - t0}
-                    if not math.isfinite(row["loss"]):
-                        stats.close()
-                        raise TrainingError(
-                            f"energy loss became {row['loss']} at step {self.step} ({self.recipe.divergence['name']} "
-                            f"with sampler {self.recipe.sampler['name']}); the last good checkpoint is kept in "
-                            f"{self.run_dir / 'checkpoint'}"
-                        )
-                    metric = tc.eval_metric
-                    if evaluating:
-                        row[metric] = self.evaluate(tc.eval_samples)
-                        if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
-                            self.best = {metric: row[metric], "step": self.step}
-                            save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors")
-                    self.history.append(row)
-                    stats.write(json.dumps(row) + "\n")
-                    stats.flush()
-                    info = f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
-                if self.step % tc.checkpoint_every == 0 or self.step == tc.steps:
-                    self._save()
-                bar.update(task, completed=self.step, **({"info": info} if info else {}))
-        stats.close()
+        t0 = self._t0 = time.perf_counter()
+        try:
+            with Progress(*columns, console=self.console, disable=not self.progress_enabled) as bar:
+                task = bar.add_task(self.recipe.name, total=tc.steps, completed=self.step, info="")
+                while self.step < tc.steps:
+                    metrics = self.train_step()
+                    evaluating = bool(tc.eval_every) and self.step % tc.eval_every == 0
+                    logging = evaluating or self.step % tc.log_every == 0 or self.step == tc.steps
+                    saving = self.step % tc.checkpoint_every == 0 or self.step == tc.steps
+                    if (logging or saving) and self._diverged():
+                        continue  # rolled back to the last good checkpoint
+                    info = self._log(metrics, evaluating, stats) if logging else None
+                    if saving:
+                        self._save()
+                    bar.update(task, completed=self.step, **({"info": info} if info else {}))
+        finally:
+            if stats is not None:
+                stats.close()
         return self._finish(time.perf_counter() - t0)
+
+    def _log(self, metrics: dict, evaluating: bool, stats) -> str:
+        """One stats.jsonl row (metrics averaged over ranks), with the periodic evaluation."""
+        tc = self.recipe.train
+        metrics = self.dist.mean(metrics)
+        row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
+               "lr": self._lr(self.step - 1), "time": time.perf_counter() - self._t0}
+        metric = tc.eval_metric
+        if evaluating and self.dist.is_main:
+            row[metric] = self.evaluate(tc.eval_samples)
+            if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
+                self.best = {metric: row[metric], "step": self.step}
+                save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors")
+        self.history.append(row)
+        if stats is not None:
+            stats.write(json.dumps(row) + "\n")
+            stats.flush()
+        return f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
+
+    def _diverged(self) -> bool:
+        """Whether a loss became non-finite since the last check. With ``on_divergence=stop`` (or
+        no rollbacks left) the run stops, naming the step and the loss; the checkpoint on disk
+        predates it, since every save is preceded by this check. With ``rollback`` the run goes back
+        to that checkpoint and draws from a new seed, recorded in rollbacks.jsonl."""
+        found = self._nonfinite()
+        if found is None:
+            return False
+        step, what = found
+        tc = self.recipe.train
+        if tc.on_divergence == "stop" or self.rollbacks >= tc.max_rollbacks:
+            tried = f" after {self.rollbacks} rollbacks" if tc.on_divergence == "rollback" else ""
+            raise TrainingError(f"{what} became non-finite at step {step}{tried}; the last good checkpoint is kept in "
+                                f"{self.run_dir / 'checkpoint'}")
+        self.rollbacks += 1
+        rollbacks = self.rollbacks
+        self._load()
+        self.rollbacks = rollbacks
+        seed = tc.seed + 1 + 1_000_003 * rollbacks  # a new stream, reproducible from the record
+        self.generator.manual_seed(seed)
+        record = {"diverged_at": step, "loss": what, "restarted_from": self.step, "seed": seed}
+        if self.dist.is_main:
+            with open(self.run_dir / "rollbacks.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.console.print(f"[yellow]rollback {rollbacks}/{tc.max_rollbacks}:[/] {what} became non-finite at step "
+                           f"{step}; back to step {self.step} with seed {seed}", soft_wrap=True)
+        self._save()  # the new seed and the count, so that a resume repeats this run
+        return True
 
     def _finish(self, seconds: float) -> EnergyModel:
         tc = self.recipe.train
+        if not self.dist.is_main:  # rank 0 exports; the others hold the same EMA weights
+            return self.ema.module.eval()
         best = self.run_dir / "best.safetensors"
         if tc.keep_best and best.is_file():
             self.ema.module.load_state_dict(load_tensors(best))
