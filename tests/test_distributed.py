@@ -11,6 +11,7 @@ import torch
 from ebmkit import Recipe
 from ebmkit.model import EnergyModel
 from ebmkit.training.checkpoint import load_checkpoint
+from helpers import assert_one_line_error
 
 TINY = {
     "drl": ["network.width=32", "network.depth=1", "sampler.n_steps=3"],
@@ -68,5 +69,5 @@ def test_global_batch_must_divide_among_processes(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ebmkit", "train", "--steps", "2", "--set", "train.batch_size=33",
                         "--out", str(tmp_path / "r"), "--nproc", "2", "--no-progress"], capture_output=True, text=True,
                        env=env, timeout=600)
-    assert r.returncode != 0
-    assert "train.batch_size 33 is the global batch; it must be divisible by the 2 processes" in r.stderr
+    assert_one_line_error(r, "train.batch_size 33 is the global batch; it must be divisible by --nproc 2")
+    assert not (tmp_path / "r").exists()

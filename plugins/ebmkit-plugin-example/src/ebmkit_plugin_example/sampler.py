@@ -10,6 +10,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+import ebmkit.random as rnd
 from ebmkit.samplers import LangevinSampler
 
 
@@ -29,6 +30,6 @@ class AnnealedLangevin(LangevinSampler):
             with torch.enable_grad():
                 y.requires_grad_(True)
                 (grad,) = torch.autograd.grad(energy(y, t).sum(), y)
-            noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            noise = rnd.randn_like(y, generator)  # through ebmkit.random: per-sample seeds and ranks work
             y = (y.detach() - 0.5 * s2 * grad - k * (y.detach() - x_next) + scale * s2.sqrt() * noise).detach()
         return y
