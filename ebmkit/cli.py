@@ -89,7 +89,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start over in an existing --out directory"),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and exit"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine, launched with "

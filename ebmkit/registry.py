@@ -48,9 +48,11 @@ class ComponentError(ValueError):
 
 
 class Options(BaseModel):
-    """Base of every component's options: unknown fields are errors, not silently dropped."""
+    """Base of every component's options: unknown fields are errors, not silently dropped, and
+    so are NaN and ±inf, which slip past unbounded fields and lower bounds (inf > 0) and would
+    only surface mid-training."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,26 @@ def parse_spec(spec: Any, kind: str) -> tuple[str, dict]:
     )
 
 
-def format_validation_error(kind: str, name: str, err: ValidationError) -> str:
+def describe_errors(err: ValidationError, model: type[BaseModel]) -> str:
+    """pydantic's errors for ``model`` as one line: where, what is wrong and the value given; an
+    unknown key lists the keys allowed at that place."""
     problems = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(options)"
-        got = e.get("input")
-        problems.append(f"{where}: {e['msg']} (got {got!r})")
-    return f"{kind} '{name}': bad option — " + "; ".join(problems)
+        cause = e.get("ctx", {}).get("error")
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key; allowed: {', '.join(_fields_at(model, e['loc'][:-1]))}")
+        elif isinstance(cause, ComponentError):  # a nested spec's error already says it all
+            problems.append(f"{where}: {cause}")
+        else:
+            problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
+    return "; ".join(problems)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    for key in loc:  # nested models: Recipe -> TrainConfig
+        model = model.model_fields[key].annotation
+    return list(model.model_fields)
 
 
 class Registry(Generic[T]):
@@ -191,11 +206,7 @@ class Registry(Generic[T]):
             if options:
                 raise ComponentError(f"{self.kind} '{name}' takes no options, got {sorted(options)}")
             return {"name": name}
-        try:
-            parsed = entry.options(**options)
-        except ValidationError as err:
-            raise ComponentError(format_validation_error(self.kind, name, err)) from None
-        return {"name": name, **parsed.model_dump(mode="json")}
+        return {"name": name, **self._options(entry, options).model_dump(mode="json")}
 
     def build(self, spec: Any, **deps: Any) -> Any:
         name, options = parse_spec(spec, self.kind)
@@ -203,10 +214,7 @@ class Registry(Generic[T]):
         if entry.options is None:
             self.validate(spec)
             return entry.obj(**deps)
-        try:
-            parsed = entry.options(**options)
-        except ValidationError as err:
-            raise ComponentError(format_validation_error(self.kind, name, err)) from None
+        parsed = self._options(entry, options)
         try:
             return entry.obj(parsed, **deps)
         except ValueError as exc:
@@ -214,6 +222,13 @@ class Registry(Generic[T]):
                 raise
             # a constructor's own check, e.g. an assembly that cannot work: name the component
             raise ComponentError(f"{self.kind} '{name}': {exc}") from None
+
+    def _options(self, entry: Entry, options: dict) -> BaseModel:
+        try:
+            return entry.options(**options)
+        except ValidationError as err:
+            problems = describe_errors(err, entry.options)
+            raise ComponentError(f"{self.kind} '{entry.name}': bad option — {problems}") from None
 
     def source(self, spec: Any) -> str:
         return self.get(parse_spec(spec, self.kind)[0]).source

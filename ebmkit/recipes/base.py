@@ -9,12 +9,13 @@ name or an option fails before any training starts, with one message that says w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ebmkit.registry import BUILTIN, ComponentError, registry
+from ebmkit.registry import BUILTIN, ComponentError, describe_errors, registry
 
 COMPONENTS = {
     "data": "datasets",
@@ -30,13 +31,20 @@ class RecipeError(ValueError):
     """A recipe that cannot be made: one line naming the field and what is allowed."""
 
 
+# NaN and ±inf slip past unbounded fields and lower bounds (inf > 0) and would only surface
+# mid-training; refuse them as "not a finite number", as the components' options do (registry.Options).
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's β₁, β₂
+
+
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     steps: int = Field(2000, ge=1, description="training iterations")
     batch_size: int = Field(512, ge=1)
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0, description="Adam ε (DRL's Keras code used 1e-7)")
     weight_decay: float = Field(0.0, ge=0)
     sampler_lr: Optional[float] = Field(None, gt=0, description="learnable samplers' AdamW lr; null: lr")
@@ -50,7 +58,7 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)) after n updates")
     seed: int = 0
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field("auto", description=DEVICES)
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; null keeps torch's default")
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(500, ge=1)
@@ -66,9 +74,17 @@ class TrainConfig(BaseModel):
         "stop", description="a non-finite loss stops the run, or rolls back to the last good checkpoint with a new seed")
     max_rollbacks: int = Field(3, ge=0, description="rollbacks before a diverging run stops")
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, name: str) -> str:
+        # the spelling only: whether CUDA is there is the trainer's question, on the machine that trains
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+            raise ValueError(f"must be {DEVICES}")
+        return name
+
 
 class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     n_samples: int = Field(10_000, ge=2, description="generated and fresh data points")
     n_projections: int = Field(1000, ge=1, description="sliced-Wasserstein projections")
@@ -79,7 +95,7 @@ class EvalConfig(BaseModel):
 class Recipe(BaseModel):
     """One EBM training algorithm as data: components by name + options, and training options."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(STRICT, validate_assignment=True)
 
     name: str
     description: str = ""
@@ -103,7 +119,7 @@ class Recipe(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as err:
-            raise RecipeError(_explain(err)) from None
+            raise RecipeError(describe_errors(err, cls)) from None
 
     @classmethod
     def from_name(cls, name: str) -> "Recipe":
@@ -215,15 +231,3 @@ class Recipe(BaseModel):
         from ebmkit.model import EnergyModel
 
         return EnergyModel.from_pretrained(repo_id_or_path, revision=revision, token=token)
-
-
-def _explain(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), ComponentError):
-            parts.append(f"{loc}: {e['ctx']['error']}")
-        else:
-            parts.append(f"{loc}: {msg} (got {e.get('input')!r})")
-    return "; ".join(parts)
