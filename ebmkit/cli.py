@@ -99,6 +99,7 @@ def train(
     from ebmkit.data import data_spec_from_cli
     from ebmkit.recipes import Recipe
     from ebmkit.training import Trainer
+    from ebmkit.training.checkpoint import run_config
 
     try:
         # --data first, so that --set data.OPTION=... refines the data set --data names
@@ -111,7 +112,7 @@ def train(
         if device is not None:
             changes["train.device"] = device
         if resume is not None:
-            base = Recipe.load(resume / "config.json")
+            base = Recipe.from_config(run_config(resume), where=str(resume / "config.json"))
             unsupported = set(changes) - {"train.steps", "train.device"}
             if unsupported:
                 _fail(f"--resume continues the saved recipe; only --steps and --device may change, got {sorted(unsupported)}")

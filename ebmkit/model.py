@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,17 +98,11 @@ class EnergyModel(nn.Module):
         (``config.json`` + safetensors weights; nothing is unpickled). ``label`` names the
         model in errors (default: the config.json path)."""
         from ebmkit.recipes import Recipe
-        from ebmkit.training.checkpoint import CheckpointError, load_tensors
+        from ebmkit.training.checkpoint import load_tensors, run_config
 
         run_dir = Path(run_dir)
-        config_path = run_dir / "config.json"
-        if not config_path.is_file():
-            raise CheckpointError(f"'{run_dir}' is not an ebmkit run directory: config.json not found")
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"'{config_path}' is not valid JSON ({exc})") from None
-        recipe = Recipe.from_config(config, where=label or str(config_path))
+        config = run_config(run_dir)
+        recipe = Recipe.from_config(config, where=label or str(run_dir / "config.json"))
         model = cls(recipe, tuple(config["shape"]))
         state = load_tensors(run_dir / weights)
         if "n_averaged" in state:  # the trainer's EMA (checkpoint/ema.safetensors): an AveragedModel

@@ -137,21 +137,27 @@ class Recipe(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file '{path}' not found")
-        text = path.read_text()
         try:
+            text = path.read_text()
             if path.suffix in (".yaml", ".yml"):
                 import yaml
 
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except Exception as exc:
-            raise RecipeError(f"recipe file '{path}' is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+        except Exception as exc:  # not UTF-8, or not JSON / YAML
+            # a YAML error's own text spans several lines and quotes the source: keep where and what
+            mark = getattr(exc, "problem_mark", None)
+            problem = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}" if mark else exc
+            raise RecipeError(f"recipe file '{path}' is not valid {path.suffix[1:] or 'JSON'}: {problem}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"recipe file '{path}' must hold a mapping, got {type(data).__name__}")
         if "recipe" in data:  # a run's (or a Hub repo's) config.json
             return cls.from_config(data, where=str(path))
-        return cls.create(**data)
+        try:
+            return cls.create(**data)
+        except RecipeError as err:
+            raise RecipeError(f"recipe file '{path}': {err}") from None
 
     @classmethod
     def from_config(cls, config: dict, where: str = "config.json") -> "Recipe":
@@ -162,7 +168,7 @@ class Recipe(BaseModel):
         """
         from ebmkit import __version__
 
-        if not isinstance(config.get("recipe"), dict):
+        if not isinstance(config, dict) or not isinstance(config.get("recipe"), dict):
             raise RecipeError(f"'{where}' has no 'recipe' mapping; it was not written by ebmkit")
         for field, origin in (config.get("provenance") or {}).items():
             if field not in COMPONENTS or not isinstance(origin, dict) or not isinstance(origin.get("name"), str):

@@ -29,6 +29,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint or weight file that is missing, truncated or corrupt."""
 
 
+def run_config(run_dir: Path) -> dict:
+    """The ``config.json`` that makes a folder an ebmkit run directory (recipe, provenance, shape)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"'{run_dir}' is not an ebmkit run directory: config.json not found")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"'{path}' is not valid JSON ({exc})") from None
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
