@@ -11,7 +11,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+# Typer (since 0.26) vendors Click and exports none of its exception classes but BadParameter.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Energy-based models: interchangeable training algorithms on one trainer core.")
@@ -21,8 +24,14 @@ out = Console()
 DEFAULT_RECIPE = "drl"
 
 
+def _print_error(message: str) -> None:
+    """Every error the user sees: one line (a library's message may span several), and what it
+    quotes of their input is not read as Rich markup."""
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(2)
 
 
@@ -390,8 +399,22 @@ def hub_pull(
 
 
 def main() -> None:
-    app()
+    """The `ebmkit` console script and `python -m ebmkit`. Click's own usage errors (an unknown
+    option, `--steps 0`) get the one line every other error gets, not a usage box."""
+    try:
+        code = app(standalone_mode=False)  # a command's return (None) or a typer.Exit's code
+    except NoArgsIsHelpError as exc:  # `ebmkit` or `ebmkit hub` alone: the help
+        exc.show()
+        code = exc.exit_code
+    except ClickException as exc:
+        hint = f"; see '{exc.ctx.command_path} --help'" if getattr(exc, "ctx", None) else ""
+        _print_error(exc.format_message().rstrip(".") + hint)
+        code = exc.exit_code
+    except typer.Abort:
+        _print_error("aborted")
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
