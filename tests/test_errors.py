@@ -1,0 +1,135 @@
+"""Malformed configs and arguments (issue 9): each one fails with exit code ≠ 0 and one line on
+stderr that names the field, option or file at fault and, where the choice is closed, what is
+allowed; never a traceback or a usage box."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from ebmkit import Recipe
+from helpers import assert_one_line_error
+from test_cli import run
+
+# {d} is the folder the `files` fixture fills; "--dry-run" keeps pure config errors off the trainer.
+DRY = ("train", "--dry-run")
+CASES = {
+    # --set KEY=VALUE
+    "set without =": ([*DRY, "--set", "train.lr"], ["--set takes KEY=VALUE", "'train.lr'"]),
+    "set empty key": ([*DRY, "--set", "=3"], ["--set takes KEY=VALUE", "'=3'"]),
+    "lr nan": ([*DRY, "--set", "train.lr=nan"], ["train.lr", "finite number", "'nan'"]),
+    "lr inf": ([*DRY, "--set", "train.lr=inf"], ["train.lr", "finite number", "'inf'"]),
+    "lr negative": ([*DRY, "--set", "train.lr=-1"], ["train.lr", "greater than 0", "-1"]),
+    "lr list": ([*DRY, "--set", "train.lr=[1]"], ["train.lr", "valid number", "[1]"]),
+    "batch size 0": ([*DRY, "--set", "train.batch_size=0"], ["train.batch_size", "greater than or equal to 1"]),
+    "batch size fraction": ([*DRY, "--set", "train.batch_size=2.5"], ["train.batch_size", "integer", "2.5"]),
+    "steps negative": ([*DRY, "--set", "train.steps=-5"], ["train.steps", "greater than or equal to 1", "-5"]),
+    "betas one value": ([*DRY, "--set", "train.betas=[0.9]"], ["train.betas", "[0.9]"]),
+    "beta above 1": ([*DRY, "--set", "train.betas=[0.9,1.5]"], ["train.betas.1", "less than 1", "1.5"]),
+    "ema decay 1": ([*DRY, "--set", "train.ema_decay=1"], ["train.ema_decay", "less than 1"]),
+    "lr schedule": ([*DRY, "--set", "train.lr_schedule=linear"], ["train.lr_schedule", "'constant' or 'cosine'"]),
+    "device tpu": ([*DRY, "--set", "train.device=tpu"], ["train.device", "'tpu'", "auto, cpu, cuda, cuda:N"]),
+    "unknown train key": ([*DRY, "--set", "train.nope=1"], ["train.nope", "unknown", "batch_size", "lr"]),
+    "unknown top-level key": ([*DRY, "--set", "foo.bar=1"], ["unknown recipe field 'foo'", "train", "sampler"]),
+    "train not a mapping": ([*DRY, "--set", "train=5"], ["train", "5"]),
+    "option of an option": ([*DRY, "--set", "train.lr.x=1"], ["train.lr.x", "'lr' is not a group of options"]),
+    "eval samples 1": ([*DRY, "--set", "eval.n_samples=1"], ["eval.n_samples", "greater than or equal to 2"]),
+    # components: the registry's options
+    "unknown sampler": ([*DRY, "--set", "sampler.name=nope"], ["unknown sampler 'nope'", "langevin"]),
+    "num levels 0": ([*DRY, "--set", "schedule.num_levels=0"], ["schedules 'drl'", "num_levels", "greater than or equal to 2"]),
+    "network width negative": ([*DRY, "--set", "network.width=-4"], ["networks 'mlp'", "width", "-4"]),
+    "activation": ([*DRY, "--set", "network.activation=tanh"], ["activation", "'lrelu', 'silu' or 'relu'", "tanh"]),
+    "sampler option nan": ([*DRY, "--set", "sampler.noise_scale=nan"], ["samplers 'langevin'", "noise_scale", "finite"]),
+    "unknown sampler option": ([*DRY, "--set", "sampler.n_stepz=3"], ["n_stepz", "unknown", "n_steps"]),
+    # train's own options (Click)
+    "steps 0": ([*DRY, "--steps", "0"], ["--steps", "greater than or equal to 1", "train --help"]),
+    "steps word": ([*DRY, "--steps", "abc"], ["--steps", "integer"]),
+    "seed fraction": ([*DRY, "--seed", "1.5"], ["--seed", "integer"]),
+    "device gpu7": ([*DRY, "--device", "gpu7"], ["train.device", "'gpu7'", "auto, cpu, cuda, cuda:N"]),
+    "unknown option": ([*DRY, "--bogus"], ["No such option: --bogus"]),
+    "unknown command": (["nope"], ["No such command 'nope'"]),
+    # recipe files
+    "recipe file missing": ([*DRY, "--recipe", "{d}/absent.json"], ["absent.json", "not found"]),
+    "recipe bad json": ([*DRY, "--recipe", "{d}/broken.json"], ["broken.json", "not valid json"]),
+    "recipe bad yaml": ([*DRY, "--recipe", "{d}/broken.yaml"], ["broken.yaml", "not valid yaml", "line 2, column 1"]),
+    "recipe not text": ([*DRY, "--recipe", "{d}/binary.json"], ["binary.json", "not valid json", "utf-8"]),
+    "recipe yaml list": ([*DRY, "--recipe", "{d}/list.yaml"], ["list.yaml", "must hold a mapping", "list"]),
+    "recipe unknown key": ([*DRY, "--recipe", "{d}/extra.json"], ["extra.json", "foo: unknown key", "schedule", "train"]),
+    "recipe lr nan": ([*DRY, "--recipe", "{d}/nan.yaml"], ["nan.yaml", "train.lr", "finite number"]),
+    "show bad format": (["show", "drl", "--format", "toml"], ["--format", "'yaml' or 'json'", "'toml'"]),
+    "show unknown recipe": (["show", "nope"], ["unknown recipe 'nope'", "drl"]),
+    # --data: the user's points (no --dry-run: the file is read when the data set is built)
+    "npy 1-D": (["train", "--data", "{d}/flat.npy", "--out", "{d}/run"], ["flat.npy", "2-D", "(5,)"]),
+    "npy 3-D": (["train", "--data", "{d}/cube.npy", "--out", "{d}/run"], ["cube.npy", "2-D", "(5, 2, 2)"]),
+    "npy NaN": (["train", "--data", "{d}/nan.npy", "--out", "{d}/run"], ["nan.npy", "NaN/Inf", "row 2"]),
+    "npy strings": (["train", "--data", "{d}/strings.npy", "--out", "{d}/run"], ["strings.npy", "2-D float", "<U"]),
+    "npy objects": (["train", "--data", "{d}/objects.npy", "--out", "{d}/run"], ["objects.npy", "not a numeric"]),
+    "npy empty": (["train", "--data", "{d}/empty.npy", "--out", "{d}/run"], ["empty.npy", "0 row(s)"]),
+    "npy not npy": (["train", "--data", "{d}/fake.npy", "--out", "{d}/run"], ["fake.npy", "not a .npy file"]),
+    "csv word": (["train", "--data", "{d}/word.csv", "--out", "{d}/run"], ["word.csv", "line 3", "'abc'"]),
+    "csv ragged": (["train", "--data", "{d}/ragged.csv", "--out", "{d}/run"], ["ragged.csv", "line 3", "3 values"]),
+    "txt suffix": (["train", "--data", "{d}/points.txt", "--out", "{d}/run"], ["points.txt", "'.txt'", ".npy, .csv"]),
+    # run directories
+    "resume missing": (["train", "--resume", "{d}/absent"], ["absent", "not an ebmkit run directory"]),
+    "resume not a run": (["train", "--resume", "{d}", "--steps", "5"], ["not an ebmkit run directory"]),
+    "sample not a run": (["sample", "{d}", "-o", "{d}/s.npy"], ["config.json not found"]),
+    "run config a list": (["sample", "{d}/list-run", "-o", "{d}/s.npy"], ["config.json", "no 'recipe' mapping"]),
+    "sample n 0": (["sample", "{d}", "-n", "0"], ["-n", "greater than or equal to 1"]),
+    "sample n negative": (["sample", "{d}", "-n", "-3"], ["-n", "greater than or equal to 1"]),
+    "sample n word": (["sample", "{d}", "-n", "abc"], ["-n", "integer"]),
+    "sample suffix": (["sample", "{d}", "-o", "{d}/s.txt"], ["--output", ".npy or .png", "s.txt"]),
+    "sample no run": (["sample"], ["Missing argument"]),
+    "eval n 1": (["eval", "{d}", "-n", "1"], ["-n", "greater than or equal to 2"]),
+    "eval ref without fid": (["eval", "{d}", "--ref", "cifar10"], ["--ref", "--fid"]),
+    "list unknown kind": (["list", "nope"], ["unknown component kind 'nope'", "samplers"]),
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    recipe = Recipe.from_name("drl").model_dump(mode="json")
+    (d / "broken.json").write_text('{"name": "drl",')
+    (d / "broken.yaml").write_text("train: [1, 2\n")
+    (d / "binary.json").write_bytes(b"\xff\xfe{}")
+    (d / "list.yaml").write_text("- drl\n")
+    (d / "list-run").mkdir()
+    (d / "list-run" / "config.json").write_text("[]")
+    (d / "extra.json").write_text(json.dumps({**recipe, "foo": 1}))
+    (d / "nan.yaml").write_text(yaml.safe_dump(recipe).replace("lr: 0.001", "lr: .nan"))
+    np.save(d / "flat.npy", np.zeros(5))
+    np.save(d / "cube.npy", np.zeros((5, 2, 2)))
+    np.save(d / "nan.npy", np.array([[0.0, 1.0], [np.nan, 1.0]]))
+    np.save(d / "strings.npy", np.array([["a", "b"], ["c", "d"]]))
+    np.save(d / "objects.npy", np.array([[0.0, None], [1.0, 2.0]], dtype=object), allow_pickle=True)
+    np.save(d / "empty.npy", np.zeros((0, 2)))
+    (d / "fake.npy").write_text("1,2\n3,4\n")
+    (d / "word.csv").write_text("x,y\n1,2\nabc,3\n")
+    (d / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n")
+    (d / "points.txt").write_text("1,2\n3,4\n")
+    return d
+
+
+def test_enough_cases():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("argv,needles", CASES.values(), ids=CASES.keys())
+def test_bad_input_gets_one_line(files, argv, needles):
+    result = run(*(a.format(d=files) for a in argv))
+    assert_one_line_error(result, "error:", *needles)
+    assert not (files / "run").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("bad", [["--set", "train.lr=nan"], ["--data", "{d}/nan.npy"]], ids=["option", "data file"])
+def test_failed_overwrite_keeps_the_run(files, bad):
+    """--overwrite clears the old run only once the new one is built: a bad input loses nothing."""
+    old = files / "old-run"
+    old.mkdir(exist_ok=True)
+    for name in ("model.safetensors", "stats.jsonl"):
+        (old / name).write_text(name)
+    result = run("train", "--out", str(old), "--overwrite", *(a.format(d=files) for a in bad))
+    assert_one_line_error(result, "error:")
+    assert {p.name: p.read_text() for p in old.iterdir()} == {"model.safetensors": "model.safetensors",
+                                                               "stats.jsonl": "stats.jsonl"}
