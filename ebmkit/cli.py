@@ -101,6 +101,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and exit"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the networks being trained (train.compile)"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine, launched with "
                               "torchrun (train.batch_size is the global batch)"),
 ):
@@ -120,11 +121,14 @@ def train(
             changes["train.seed"] = seed
         if device is not None:
             changes["train.device"] = device
+        if compile:
+            changes["train.compile"] = True
         if resume is not None:
             base = Recipe.from_config(run_config(resume), where=str(resume / "config.json"))
-            unsupported = set(changes) - {"train.steps", "train.device"}
+            unsupported = set(changes) - {"train.steps", "train.device", "train.compile"}
             if unsupported:
-                _fail(f"--resume continues the saved recipe; only --steps and --device may change, got {sorted(unsupported)}")
+                _fail(f"--resume continues the saved recipe; only --steps, --device and --compile may change, "
+                      f"got {sorted(unsupported)}")
         elif recipe.endswith((".json", ".yaml", ".yml")):
             base = Recipe.load(recipe)
         else:

@@ -9,3 +9,21 @@ def assert_one_line_error(result, *needles):
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def assert_same_learned_energy(one, two, init, rtol=1e-3, n=256):
+    """Two trained EnergyModels agree at every level up to an additive constant, within rtol of
+    how far training moved the energy from ``init``. Not their raw parameters: a parameter with no
+    true gradient (the output bias of a contrastive energy) takes full-size Adam steps on rounding
+    noise, which differs between two equivalent computations."""
+    import torch
+
+    x = torch.randn(n, *one.shape, generator=torch.Generator().manual_seed(1)) * 2
+    for level in range(one.schedule.num_levels):
+        t = torch.full((n,), level)
+        e_one, e_two, e_init = (m.energy(x, t).detach() for m in (one, two, init))
+        e_one, e_two, e_init = (e - e.mean() for e in (e_one, e_two, e_init))
+        learned = (e_one - e_init).abs().max()
+        assert learned > 0.1, f"level {level}: training barely moved the energy ({learned:.3g})"
+        gap = (e_two - e_one).abs().max()
+        assert gap <= rtol * learned, f"level {level}: energies differ by {gap:.3g}, learned {learned:.3g}"

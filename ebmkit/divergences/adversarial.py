@@ -91,6 +91,10 @@ class AdversarialDivergence(Divergence):
         a, var = s.gather(s.sqrt_alphas, t + 1, x_t), s.gather(s.betas, t + 1, x_t)
         return -gaussian_nll(x_next, a * x_t, var)
 
+    @property
+    def differentiates_twice(self) -> bool:
+        return self.config.r1_gamma > 0
+
     # -- energy step ---------------------------------------------------------------------
     def energy_loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
         t, n = batch.level, batch.level.shape[0]

@@ -12,6 +12,12 @@ class Divergence:
     trains_generators: bool = False
     """True when `sampler_loss` is the sampler's objective (DDAEBM's generator divergences)."""
 
+    @property
+    def differentiates_twice(self) -> bool:
+        """Whether the energy loss backpropagates through a gradient of the energy (a gradient
+        penalty), which a torch.compile'd network cannot do."""
+        return False
+
     def __init__(self, options, *, schedule):
         self.config, self.schedule = options, schedule
 

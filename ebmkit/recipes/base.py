@@ -68,6 +68,8 @@ class TrainConfig(BaseModel):
         "sw", description="what periodic evaluation computes (lower is better): sliced Wasserstein to fresh data, "
                           "or the Fréchet distance in a Fashion-MNIST classifier's features (28×28 grey images)")
     keep_best: bool = Field(False, description="export the EMA weights with the best periodic eval_metric")
+    compile: bool = Field(False, description="torch.compile the networks being trained, in place (parameter names "
+                          "unchanged); the EMA copy that generates stays eager")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of the forward passes; fp16 adds loss scaling (a GradScaler per optimizer)")
     on_divergence: Literal["stop", "rollback"] = Field(

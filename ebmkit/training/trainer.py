@@ -165,6 +165,8 @@ class Trainer:
         self.model = EnergyModel(r, self.dataset.shape).to(self.device)
         # buffers too: spectral norm keeps its power-iteration vectors in buffers
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=True)
+        if tc.compile:
+            self._compile()
         # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
         self.optimizers = {
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
@@ -195,6 +197,19 @@ class Trainer:
         # fp16 needs loss scaling (bf16 has fp32's exponent range): one scaler per optimizer
         self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} \
             if tc.precision == "fp16" else {}
+
+    def _compile(self):
+        """``train.compile``: the energy and each network of the sampler, compiled in place
+        (nn.Module.compile keeps state-dict names, so checkpoints are the same files)."""
+        r = self.recipe
+        if self.model.divergence.differentiates_twice:
+            raise TrainingError(f"train.compile: divergence '{r.divergence['name']}' backpropagates through a gradient "
+                                "of the energy (a gradient penalty), which compiled networks do not support; set "
+                                "train.compile=false or turn the penalty off")
+        self.model.energy.compile()
+        for module in self.model.sampler.children():
+            if any(p.requires_grad for p in module.parameters()):
+                module.compile()
 
     def _lr(self, step: int, group: str = "energy") -> float:
         tc = self.recipe.train
