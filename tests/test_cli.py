@@ -111,3 +111,33 @@ def test_set_gives_options_to_the_data_set_named_by_data():
                                             "limit": 300}
     assert_one_line_error(run("train", "--data", "checkerboard", "--set", "data.limit=3", "--dry-run"),
                           "datasets 'checkerboard': bad option", "limit")
+
+
+def test_bench_toy_writes_table_json_and_picture(tmp_path):
+    out = tmp_path / "bench"
+    r = run("bench", "toy", "--recipes", "drl", "--data", "8gaussians,checkerboard", "--seeds", "2",
+            "--set", "train.steps=3", "--set", "network.width=16", "--set", "sampler.n_steps=2",
+            "--set", "train.batch_size=32", "--set", "eval.n_samples=400", "--set", "eval.grid_resolution=32",
+            "--jobs", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "toy.json").read_text())
+    assert [(c["recipe"], c["data"], c["seeds"]) for c in report["summary"]] == [
+        ("drl", "8gaussians", 2), ("drl", "checkerboard", 2)]
+    for cell in report["summary"]:
+        runs = [x for x in report["runs"] if x["data"] == cell["data"]]
+        sw = [x["sw"] for x in runs]
+        assert cell["sw"]["mean"] == pytest.approx(sum(sw) / 2)
+        assert cell["sw"]["std"] == pytest.approx(abs(sw[0] - sw[1]) / 2 ** 0.5)
+        assert sw[0] != sw[1]  # two seeds, two runs
+        assert 0 <= cell["energy_auc"]["mean"] <= 1 and cell["true_energy_auc"]["mean"] > 0.7
+    table = (out / "toy.md").read_text()
+    assert "ebmkit bench toy --recipes drl --data 8gaussians,checkerboard --seeds 2" in table
+    assert table.count("| drl |") == 2
+    assert (out / "toy.png").stat().st_size > 10_000
+    assert (out / "runs" / "drl-checkerboard-s1" / "eval.json").is_file()
+
+
+def test_bench_toy_refuses_unknown_recipe_and_image_data(tmp_path):
+    assert_one_line_error(run("bench", "toy", "--recipes", "drl,nope", "--seeds", "1", "--out", str(tmp_path)),
+                          "unknown recipe 'nope'")
+    assert_one_line_error(run("bench", "toy", "--data", "mnist", "--out", str(tmp_path)), "mnist")
