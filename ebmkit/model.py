@@ -59,9 +59,16 @@ class EnergyModel(nn.Module):
         with seeds[i], so it is the same whatever the batch size or the other seeds.
         """
         if seeds is not None:
-            seeds = list(seeds)
-            return torch.cat([self.sampler.generate(len(chunk), self.energy, PerSampleGenerator(chunk, self.device))
-                              for chunk in (seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size))])
+            seeds, chunks = list(seeds), []
+            batch_size = min(batch_size, len(seeds))
+            for i in range(0, len(seeds), batch_size):
+                chunk = seeds[i:i + batch_size]
+                # a short last chunk is padded to full size: BLAS picks its kernels by the number of
+                # rows (1–2 rows take a gemv-like path), and a different kernel rounds differently
+                padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+                x = self.sampler.generate(len(padded), self.energy, PerSampleGenerator(padded, self.device))
+                chunks.append(x[:len(chunk)])
+            return torch.cat(chunks)
         chunks = []
         for start in range(0, n, batch_size):
             chunks.append(self.sampler.generate(min(batch_size, n - start), self.energy, generator))
