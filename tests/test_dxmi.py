@@ -259,7 +259,7 @@ def test_log_sigma_learns_at_its_own_rate_and_td_steps_use_the_energy_optimizer(
     energy_before = [p.detach().clone() for p in trainer.model.energy.parameters()]
     metrics = trainer.train_step()
     assert sigmas["params"] == [trainer.model.sampler.log_sigma_rest]
-    assert weights["lr"] == pytest.approx(1e-5) and sigmas["lr"] == pytest.approx(1e-4)
+    assert weights["lr"] == pytest.approx(1e-4) and sigmas["lr"] == pytest.approx(1e-3)  # step 1 of the cosine: the full lr
     assert {f"td_{k}" for k in range(1, 6)} <= set(metrics)
     # one gcd step + five TD steps on the energy's Adam
     assert trainer.optimizers["energy"].state[next(iter(trainer.model.energy.parameters()))]["step"] == 6
@@ -326,11 +326,14 @@ def test_8gaussians_is_the_dxmi_data():
 
 
 def test_resume_after_pretraining_repeats_an_uninterrupted_run(tmp_path):
-    """The step-0 checkpoint keeps the pretrained policy; AVR's s² and log σ's lr group resume too."""
-    straight = _tiny(**{"train.steps": 4}).fit(tmp_path / "a", progress=False)
-    _tiny(**{"train.steps": 2, "train.checkpoint_every": 2}).fit(tmp_path / "b", progress=False)
-    resumed = Trainer(_tiny(**{"train.steps": 4, "train.checkpoint_every": 2}), tmp_path / "b", resume=True,
-                      progress=False).fit()
+    """The step-0 checkpoint keeps the pretrained policy; AVR's s² and log σ's lr group resume too.
+    (A constant lr: the first leg stops at 2 of 4 steps by changing train.steps, which a cosine
+    schedule depends on.)"""
+    constant = {"train.lr_schedule": "constant"}
+    straight = _tiny(**{"train.steps": 4, **constant}).fit(tmp_path / "a", progress=False)
+    _tiny(**{"train.steps": 2, "train.checkpoint_every": 2, **constant}).fit(tmp_path / "b", progress=False)
+    resumed = Trainer(_tiny(**{"train.steps": 4, "train.checkpoint_every": 2, **constant}), tmp_path / "b",
+                      resume=True, progress=False).fit()
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -63,4 +63,4 @@ def test_dxmi_learns_8gaussians(tmp_path):
     r = train_and_score("dxmi", {"train.steps": 2000, "train.keep_best": False, "train.eval_every": 0},
                         tmp_path / "dxmi")
     assert r["sw"] < 0.2, r
-    assert r["energy_auc"] > 0.7, r  # measured 0.78 at this budget
+    assert r["energy_auc"] > 0.7, r  # measured SW 0.094, AUC 0.893 at this budget
