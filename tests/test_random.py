@@ -36,8 +36,18 @@ def test_plain_generator_falls_through_to_torch():
     assert torch.equal(a, torch.randn((5, 2), generator=torch.Generator().manual_seed(1)))
 
 
+@pytest.fixture
+def one_thread():
+    """Bitwise claims hold per thread count: with several threads MKL may split a product
+    differently from one call to the next (it adapts to the machine's load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name", ["drl", "cdrl", "dxmi"])
-def test_seeded_samples_do_not_depend_on_the_batch(name):
+def test_seeded_samples_do_not_depend_on_the_batch(name, one_thread):
     torch.manual_seed(0)
     recipe = Recipe.from_name(name).override({"network.width": 32} if name != "dxmi" else {})
     model = EnergyModel(recipe, (2,)).eval()
@@ -50,7 +60,7 @@ def test_seeded_samples_do_not_depend_on_the_batch(name):
     assert not torch.allclose(a[:10], a[10:20])  # distinct seeds, distinct samples
 
 
-def test_image_samples_are_bitwise_batch_independent():
+def test_image_samples_are_bitwise_batch_independent(one_thread):
     torch.manual_seed(0)
     recipe = Recipe.from_name("dxmi_fmnist").override({"sampler.network.channels": 8})
     model = EnergyModel(recipe, (1, 28, 28)).eval()
@@ -79,7 +89,7 @@ def test_cli_sample_seeds_with_batch_7_and_100(tmp_path):
     Trainer(recipe, run_dir, progress=False).fit()
 
     def sample(*args):
-        env = {**os.environ, "EBMKIT_NO_PLUGINS": "1"}
+        env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         return subprocess.run([sys.executable, "-m", "ebmkit", "sample", str(run_dir), *args], capture_output=True,
                               text=True, env=env, timeout=300)
 
