@@ -74,6 +74,15 @@ class EnergyModel(nn.Module):
             chunks.append(self.sampler.generate(min(batch_size, n - start), self.energy, generator))
         return torch.cat(chunks)
 
+    def trained_networks(self) -> dict[str, nn.Module]:
+        """The modules a training step trains, by name: the energy, and each child of the sampler
+        with trainable parameters (DDAEBM's generator and encoder, CDRL's initializer, DxMI's policy)."""
+        networks = {"energy": self.energy}
+        for name, module in self.sampler.named_children():
+            if any(p.requires_grad for p in module.parameters()):
+                networks[f"sampler.{name}"] = module
+        return networks
+
     def batch_coupled(self) -> list[str]:
         """Modules whose output for one sample depends on the rest of its batch: BatchNorm that
         normalises with batch statistics (DDAEBM's 2D generator, as in its reference code).
@@ -105,7 +114,7 @@ class EnergyModel(nn.Module):
         (``config.json`` + safetensors weights; nothing is unpickled). ``label`` names the
         model in errors (default: the config.json path)."""
         from ebmkit.recipes import Recipe
-        from ebmkit.training.checkpoint import load_tensors, run_config
+        from ebmkit.training.checkpoint import CheckpointError, load_tensors, run_config
 
         run_dir = Path(run_dir)
         config = run_config(run_dir)
@@ -118,7 +127,7 @@ class EnergyModel(nn.Module):
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
-            raise CheckpointError(f"weights '{run_dir / weights}' do not fit the model of {config_path}: "
+            raise CheckpointError(f"weights '{run_dir / weights}' do not fit the model of {run_dir / 'config.json'}: "
                                   f"{first[:300]}") from None
         model.source_dir = run_dir
         model.weights_kind = "raw" if weights_kind(weights) == "raw" else config.get("weights", "ema")

@@ -119,3 +119,19 @@ def test_langevin_under_autocast_keeps_the_chain_in_fp32():
     assert chains[torch.bfloat16].dtype == torch.float32
     step = (chains[torch.float32] - batch.positives).abs().max()  # how far the chain is from the positives
     assert 0 < (chains[torch.bfloat16] - chains[torch.float32]).abs().max() < 0.05 * step
+
+
+def test_weights_of_another_model_are_named_not_a_traceback(tmp_path):
+    from ebmkit.training import CheckpointError
+    from ebmkit.training.checkpoint import save_tensors
+
+    Trainer(Recipe.from_name("drl").override({**TINY, "train.steps": 2}), tmp_path / "run", progress=False).fit()
+    other = EnergyModel(Recipe.from_name("drl").override({"network.width": 24, "network.depth": 1}), (2,))
+    save_tensors(other.state_dict(), tmp_path / "run" / "other.safetensors")
+    with pytest.raises(CheckpointError, match=r"weights '.*other.safetensors' do not fit the model of .*config.json: "
+                                              r"size mismatch"):
+        EnergyModel.from_run(tmp_path / "run", "other.safetensors")
+    # the trainer's EMA file (an AveragedModel's state) loads as the model it averages
+    ema = EnergyModel.from_run(tmp_path / "run", "checkpoint/ema.safetensors")
+    final = EnergyModel.from_run(tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), final.state_dict().values()))
