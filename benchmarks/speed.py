@@ -38,15 +38,6 @@ def build(recipe: Recipe) -> Trainer:
     return trainer
 
 
-def networks(trainer: Trainer) -> dict[str, torch.nn.Module]:
-    """The networks an iteration runs: the energy and each trained network of the sampler."""
-    found = {"energy": trainer.model.energy}
-    for name, module in trainer.model.sampler.named_children():
-        if any(p.requires_grad for p in module.parameters()):
-            found[f"sampler.{name}"] = module
-    return found
-
-
 def record_calls(trainer: Trainer) -> list[tuple]:
     """Every network call of one training iteration: the module, detached copies of its inputs,
     and what the call was differentiated for. Inside the sampler's chain (``sampler.sample``) a
@@ -75,7 +66,7 @@ def record_calls(trainer: Trainer) -> list[tuple]:
             phase["sampling"] = False
 
     sampler.sample = sampling
-    for module in networks(trainer).values():
+    for module in trainer.model.trained_networks().values():
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     trainer.train_step()
     for h in handles:
@@ -182,7 +173,7 @@ def main() -> None:
         "versions": f"ebmkit {ebmkit.__version__}, torch {torch.__version__}, python {platform.python_version()}",
     }
     args.out.with_suffix(".json").write_text(json.dumps({**header, "rows": rows, "scaling": scaling}, indent=1))
-    lines = [f"# Speed: training iteration against the network floor", "",
+    lines = ["# Speed: training iteration against the network floor", "",
              f"`{header['command']}` — {header['date']}; {header['machine']}; {header['versions']}", "",
              "| recipe | sampler | compile | iteration (ms) | floor (ms) | ratio | network calls | per sample (µs) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]

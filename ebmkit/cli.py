@@ -197,7 +197,7 @@ def sample(
                                help=".npy (the array), .png (2D: a scatter; images: a grid), or DIR/ (images: one PNG each)"),
     seed: int = typer.Option(0, "--seed", help="one seed for the whole draw"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="one seed per sample, e.g. 0-999 or 0,4,10-19: sample i "
-                                        "is the same whatever the batch size"),
+                                        "does not depend on the batch size (bitwise on one CPU thread)"),
     batch_size: int = typer.Option(10_000, "--batch", min=1, help="samples generated at a time"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
 ):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from pydantic import Field, field_validator
-from torch import Tensor, nn
+from torch import Tensor
 
 import ebmkit.random as rnd
 from ebmkit.networks.init import zero_output_layer

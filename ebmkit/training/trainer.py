@@ -199,17 +199,15 @@ class Trainer:
             if tc.precision == "fp16" else {}
 
     def _compile(self):
-        """``train.compile``: the energy and each network of the sampler, compiled in place
+        """``train.compile``: the networks being trained (`EnergyModel.trained_networks`), compiled in place
         (nn.Module.compile keeps state-dict names, so checkpoints are the same files)."""
         r = self.recipe
         if self.model.divergence.differentiates_twice:
             raise TrainingError(f"train.compile: divergence '{r.divergence['name']}' backpropagates through a gradient "
                                 "of the energy (a gradient penalty), which compiled networks do not support; set "
                                 "train.compile=false or turn the penalty off")
-        self.model.energy.compile()
-        for module in self.model.sampler.children():
-            if any(p.requires_grad for p in module.parameters()):
-                module.compile()
+        for module in self.model.trained_networks().values():
+            module.compile()
 
     def _lr(self, step: int, group: str = "energy") -> float:
         tc = self.recipe.train
@@ -247,7 +245,7 @@ class Trainer:
 
     def _watch(self, what: str, loss: torch.Tensor) -> None:
         """Remember, on the device and without a sync, the first step at which loss ``what`` was
-        not finite; `_check_finite` reads it at log and checkpoint steps."""
+        not finite; `_nonfinite` reads it at log and checkpoint steps."""
         first = self._first_nonfinite.get(what, torch.full((), NEVER, device=loss.device))
         bad = ~torch.isfinite(loss.detach().float())
         self._first_nonfinite[what] = torch.where(bad & (first == NEVER), self.step + 1, first)
@@ -313,8 +311,7 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
-        m, tc = self.model, self.recipe.train
-        r = self.recipe
+        m, r = self.model, self.recipe
         with self.autocast():
             batch = m.divergence.training_batch(self._data_batch(), generator=self.draw)
             negatives = m.sampler.sample(batch, m.energy, generator=self.draw)
