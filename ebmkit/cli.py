@@ -140,9 +140,10 @@ def train(
         if nproc > 1 and "LOCAL_RANK" not in os.environ:  # the recipe is valid: hand the same command to torchrun
             import subprocess
 
-            if resolved.train.batch_size % nproc:
-                _fail(f"train.batch_size {resolved.train.batch_size} is the global batch; it must be divisible by "
-                      f"--nproc {nproc}")
+            from ebmkit.training.distributed import global_batch_problem
+
+            if problem := global_batch_problem(resolved.train.batch_size, nproc):
+                _fail(problem + " (--nproc)")
 
             launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                       "-m", "ebmkit", *_without_option(sys.argv[1:], "--nproc")]

@@ -119,6 +119,9 @@ class EnergyModel(nn.Module):
         run_dir = Path(run_dir)
         config = run_config(run_dir)
         recipe = Recipe.from_config(config, where=label or str(run_dir / "config.json"))
+        if not isinstance(config.get("shape"), list):
+            raise CheckpointError(f"'{run_dir / 'config.json'}' has no data shape (a list under \"shape\"); "
+                                  "it was not written by ebmkit's trainer")
         model = cls(recipe, tuple(config["shape"]))
         state = load_tensors(run_dir / weights)
         if "n_averaged" in state:  # the trainer's EMA (checkpoint/ema.safetensors): an AveragedModel

@@ -96,6 +96,9 @@ def describe_errors(err: ValidationError, model: type[BaseModel]) -> str:
             problems.append(f"{where}: unknown key; allowed: {', '.join(_fields_at(model, e['loc'][:-1]))}")
         elif isinstance(cause, ComponentError):  # a nested spec's error already says it all
             problems.append(f"{where}: {cause}")
+        elif e["type"] == "missing" and isinstance(e["loc"][-1], int):  # a fixed-length tuple given too few
+            parent = ".".join(str(p) for p in e["loc"][:-1])
+            problems.append(f"{parent}: item {e['loc'][-1]} is missing (got {e.get('input')!r})")
         else:
             problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
     return "; ".join(problems)

@@ -60,5 +60,5 @@ def test_global_batch_must_divide_among_processes(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ebmkit", "train", "--steps", "2", "--set", "train.batch_size=33",
                         "--out", str(tmp_path / "r"), "--nproc", "2", "--no-progress"], capture_output=True, text=True,
                        env=env, timeout=600)
-    assert_one_line_error(r, "train.batch_size 33 is the global batch; it must be divisible by --nproc 2")
+    assert_one_line_error(r, "train.batch_size 33 is the global batch; it must be divisible by the 2 processes (--nproc)")
     assert not (tmp_path / "r").exists()

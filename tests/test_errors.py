@@ -25,7 +25,7 @@ CASES = {
     "batch size 0": ([*DRY, "--set", "train.batch_size=0"], ["train.batch_size", "greater than or equal to 1"]),
     "batch size fraction": ([*DRY, "--set", "train.batch_size=2.5"], ["train.batch_size", "integer", "2.5"]),
     "steps negative": ([*DRY, "--set", "train.steps=-5"], ["train.steps", "greater than or equal to 1", "-5"]),
-    "betas one value": ([*DRY, "--set", "train.betas=[0.9]"], ["train.betas", "[0.9]"]),
+    "betas one value": ([*DRY, "--set", "train.betas=[0.9]"], ["train.betas", "item 1 is missing", "[0.9]"]),
     "beta above 1": ([*DRY, "--set", "train.betas=[0.9,1.5]"], ["train.betas.1", "less than 1", "1.5"]),
     "ema decay 1": ([*DRY, "--set", "train.ema_decay=1"], ["train.ema_decay", "less than 1"]),
     "lr schedule": ([*DRY, "--set", "train.lr_schedule=linear"], ["train.lr_schedule", "'constant' or 'cosine'"]),
@@ -75,6 +75,7 @@ CASES = {
     "resume not a run": (["train", "--resume", "{d}", "--steps", "5"], ["not an ebmkit run directory"]),
     "sample not a run": (["sample", "{d}", "-o", "{d}/s.npy"], ["config.json not found"]),
     "run config a list": (["sample", "{d}/list-run", "-o", "{d}/s.npy"], ["config.json", "no 'recipe' mapping"]),
+    "run config without shape": (["sample", "{d}/shapeless-run", "-o", "{d}/s.npy"], ["config.json", "no data shape"]),
     "sample n 0": (["sample", "{d}", "-n", "0"], ["-n", "greater than or equal to 1"]),
     "sample n negative": (["sample", "{d}", "-n", "-3"], ["-n", "greater than or equal to 1"]),
     "sample n word": (["sample", "{d}", "-n", "abc"], ["-n", "integer"]),
@@ -96,6 +97,8 @@ def files(tmp_path_factory):
     (d / "list.yaml").write_text("- drl\n")
     (d / "list-run").mkdir()
     (d / "list-run" / "config.json").write_text("[]")
+    (d / "shapeless-run").mkdir()
+    (d / "shapeless-run" / "config.json").write_text(json.dumps({"recipe": recipe}))
     (d / "extra.json").write_text(json.dumps({**recipe, "foo": 1}))
     (d / "nan.yaml").write_text(yaml.safe_dump(recipe).replace("lr: 0.001", "lr: .nan"))
     np.save(d / "flat.npy", np.zeros(5))

@@ -23,6 +23,13 @@ import torch
 import torch.distributed as dist
 
 
+def global_batch_problem(batch_size: int, world_size: int) -> str | None:
+    """Why ``train.batch_size`` (the global batch) cannot be split evenly over the processes, if it cannot."""
+    if batch_size % world_size:
+        return f"train.batch_size {batch_size} is the global batch; it must be divisible by the {world_size} processes"
+    return None
+
+
 @dataclass(frozen=True)
 class Distributed:
     rank: int = 0

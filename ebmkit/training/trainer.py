@@ -43,7 +43,7 @@ from ebmkit.training.checkpoint import (
     save_tensors,
     write_json,
 )
-from ebmkit.training.distributed import Distributed
+from ebmkit.training.distributed import Distributed, global_batch_problem
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -57,12 +57,13 @@ class TrainingError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` (its spelling already checked by TrainConfig) on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(f"train.device is '{name}' but no CUDA device is available; use 'cpu' or 'auto'")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
-        raise TrainingError(f"train.device '{name}' is not one of: auto, cpu, cuda, cuda:N")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError("train.device is 'mps' but no Apple-silicon GPU is available; use 'cpu' or 'auto'")
     return torch.device(name)
 
 
@@ -154,9 +155,8 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
         if self.dist.enabled:
-            if tc.batch_size % self.dist.world_size:
-                raise TrainingError(f"train.batch_size {tc.batch_size} is the global batch; it must be divisible by "
-                                    f"the {self.dist.world_size} processes")
+            if problem := global_batch_problem(tc.batch_size, self.dist.world_size):
+                raise TrainingError(problem)
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", self.dist.local_rank)
                 torch.cuda.set_device(self.device)
