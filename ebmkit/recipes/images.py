@@ -167,6 +167,7 @@ def dxmi_cifar10() -> Recipe:
                     "value_target": "sigmoid_time_cost", "time_cost": 1.0, "clip_x0": 1.0},
         "train": {"steps": 80_000, "batch_size": 128, "lr": 1e-5, "sampler_lr": 1e-7, "grad_clip": None,
                   "sampler_grad_clip": 0.1, "pretrain_steps": 200_000, "pretrain_lr": 2e-4, "seed": 112233,
+                  "ema_decay": 0.0, "ema_warmup": False,  # the release keeps no EMA (specs/dxmi.md §4)
                   "log_every": 100, "checkpoint_every": 5000, "eval_every": 0, "keep_best": False},
     })
 

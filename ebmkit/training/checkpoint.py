@@ -4,8 +4,9 @@ A checkpoint is a directory:
 
     model.safetensors      raw weights          ema.safetensors     EMA weights
     optimizer.safetensors  optimizer moments + RNG states
-    state.json             step, recipe, optimizer hyper-parameters, LR-schedule state,
-                           history, and the sha256 of each file above (written last)
+    state.json             step, recipe, optimizer hyper-parameters, loss-scaler states,
+                           rollbacks, the best evaluation, and the sha256 of each file above
+                           (written last; the LR schedule is a function of the step)
 
 It is written to ``<name>.tmp`` and renamed into place; the previous one is kept as
 ``<name>.old`` until the new one is complete, so a crash at any instant leaves a whole
