@@ -287,6 +287,18 @@ def test_residual_norm_energy_starts_as_the_standard_normal():
     assert torch.allclose(energy(x, t), 0.5 * (x - torch.tensor([1.0, 0.0, -1.0])).pow(2).sum(1), atol=1e-6)
 
 
+def test_scalar_energy_base_measure_adds_half_c_squared_norm():
+    schedule = SCHEDULES.build(TOY_VP)
+    net = NETWORKS.build("mlp", dim=2, num_levels=4)
+    plain = ENERGIES.build("scalar", network=net, schedule=schedule)
+    based = ENERGIES.build({"name": "scalar", "base_precision": 0.25}, network=net, schedule=schedule)
+    x, t = torch.tensor([[3.0, 4.0], [0.0, 0.0], [-1.0, 2.0]]), torch.tensor([0, 1, 3])
+    assert torch.allclose(based(x, t) - plain(x, t), torch.tensor([3.125, 0.0, 0.625]))  # ½·0.25·(25, 0, 5)
+    assert Recipe.from_name("ddaebm_paper").energy["base_precision"] == 0.0  # the paper's energy is the network
+    with pytest.raises(ComponentError, match="base_precision"):
+        ENERGIES.build({"name": "scalar", "base_precision": -1.0}, network=net, schedule=schedule)
+
+
 def test_model_builds_a_data_shaped_network_for_the_residual_norm_energy():
     recipe = Recipe.from_name("ddaebm").override({"energy": "residual_norm"})
     model = EnergyModel(recipe, (2,))

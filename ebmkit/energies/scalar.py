@@ -13,13 +13,22 @@ from ebmkit.registry import ENERGIES, Options
 
 @ENERGIES.register("scalar")
 class ScalarEnergy(Energy):
-    """E(x, t) = network(x, t): the network's scalar output is the energy."""
+    """E(x, t) = network(x, t) + ½ c‖x‖²: the network's scalar output is the energy, plus an
+    optional Gaussian base measure N(0, I/c).
+
+    A contrastive loss only shapes the energy where data or negatives go; elsewhere it is the
+    network's extrapolation, which may dip below the data's energy. The base term makes the
+    far field rise whatever the network does there; near the data the network absorbs it.
+    """
 
     class Options(Options):
-        pass
+        base_precision: float = Field(0.0, ge=0, description="c of the added ½c‖x‖² (0: the network alone)")
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.network(x, t)
+        energy = self.network(x, t)
+        if self.config.base_precision:
+            energy = energy + 0.5 * self.config.base_precision * x.flatten(1).pow(2).sum(1)
+        return energy
 
 
 @ENERGIES.register("drl")
