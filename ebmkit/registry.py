@@ -67,8 +67,8 @@ class Entry:
 
     @property
     def summary(self) -> str:
-        doc = (self.obj.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The docstring's first paragraph on one line (a first sentence may wrap)."""
+        return " ".join((self.obj.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def parse_spec(spec: Any, kind: str) -> tuple[str, dict]:

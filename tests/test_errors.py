@@ -72,6 +72,8 @@ CASES = {
     "txt suffix": (["train", "--data", "{d}/points.txt", "--out", "{d}/run"], ["points.txt", "'.txt'", ".npy, .csv"]),
     # run directories
     "resume missing": (["train", "--resume", "{d}/absent"], ["absent", "not an ebmkit run directory"]),
+    "pretraining a sampler that cannot": (["train", "--set", "train.pretrain_steps=10", "--steps", "1", "--out", "{d}/pre"],
+                                          ["train.pretrain_steps is 10", "'langevin'", "set it to 0"]),
     "resume not a run": (["train", "--resume", "{d}", "--steps", "5"], ["not an ebmkit run directory"]),
     "sample not a run": (["sample", "{d}", "-o", "{d}/s.npy"], ["config.json not found"]),
     "run config a list": (["sample", "{d}/list-run", "-o", "{d}/s.npy"], ["config.json", "no 'recipe' mapping"]),

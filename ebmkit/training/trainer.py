@@ -163,6 +163,9 @@ class Trainer:
         self.dataset = DATASETS.build(r.data)
         torch.manual_seed(tc.seed)  # network initialisation
         self.model = EnergyModel(r, self.dataset.shape).to(self.device)
+        if tc.pretrain_steps and not (self.model.sampler.learnable and hasattr(self.model.sampler, "pretrain_loss")):
+            raise TrainingError(f"train.pretrain_steps is {tc.pretrain_steps} but sampler '{r.sampler['name']}' "
+                                "has no pretraining objective; set it to 0")
         # buffers too: spectral norm keeps its power-iteration vectors in buffers
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=True)
         if tc.compile:
@@ -352,9 +355,6 @@ class Trainer:
         """Train the sampler alone on its own objective (DxMI fine-tunes a DDPM) before step 1,
         with a fresh Adam that is dropped afterwards; a step-0 checkpoint keeps it on resume."""
         m, tc = self.model, self.recipe.train
-        if not m.sampler.learnable or not hasattr(m.sampler, "pretrain_loss"):
-            raise TrainingError(f"train.pretrain_steps is {tc.pretrain_steps} but sampler '{self.recipe.sampler['name']}' "
-                                "has no pretraining objective; set it to 0")
         opt = torch.optim.Adam(m.sampler.parameters(), lr=tc.pretrain_lr, betas=tc.betas, eps=tc.eps)
         t0 = time.perf_counter()
         for _ in range(tc.pretrain_steps):
