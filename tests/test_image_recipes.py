@@ -61,6 +61,24 @@ def test_cifar10_preset_trains_on_a_cifar10_folder(name, cifar_root, tmp_path):
     assert (tmp_path / "run" / "samples.png").is_file()
 
 
+def test_celeba64_preset_trains_on_a_folder_of_aligned_faces(tmp_path):
+    """ddaebm_celeba64 (scaled down) on CelebA's layout: 178×218 JPEGs cut to the face box, 64²."""
+    from PIL import Image
+
+    preset = Recipe.from_name("ddaebm_celeba64")
+    assert preset.data["crop"] == [15, 40, 163, 188] and preset.data["size"] == 64 and preset.data["hflip"] is True
+    faces = tmp_path / "img_align_celeba"
+    faces.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for i in range(6):
+        pixels = torch.randint(0, 256, (218, 178, 3), generator=rng, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(faces / f"{i + 1:06d}.jpg")
+    recipe = few_steps(preset, {"data.root": str(faces), "train.eval_every": 0})
+    model = Trainer(recipe, tmp_path / "run", progress=False).fit()
+    x = model.generate(2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all() and x.abs().max() <= 1  # tanh generator
+
+
 @pytest.mark.parametrize("name", RECIPES)
 def test_fmnist_preset_trains_and_scores_itself(name, tmp_path):
     preset = Recipe.from_name(f"{name}_fmnist")
@@ -82,6 +100,10 @@ def test_paper_presets_keep_the_papers_settings():
     assert (dd.schedule["beta_min"], dd.schedule["beta_max"], dd.schedule["num_levels"]) == (0.1, 20.0, 4)
     assert dd.sampler["latent_dim"] == 100 and dd.sampler["generator"]["output"] == "tanh"
     assert dd.energy["name"] == "residual_norm" and dd.network["name"] == "unet"
+    celeba = Recipe.from_name("ddaebm_celeba64")
+    assert (celeba.network["channels"], celeba.network["channel_mult"]) == (64, [1, 1, 2, 2, 4])
+    assert (celeba.divergence["r1_gamma"], celeba.train.lr, celeba.train.ema_decay, celeba.train.batch_size) == \
+        (0.002, 5e-5, 0.999, 128)
     dx = Recipe.from_name("dxmi_cifar10")
     assert dx.schedule["num_levels"] == 10 and dx.sampler["value"] == "time_independent"
     assert (dx.sampler["tau"], dx.sampler["tau_velocity"], dx.train.lr, dx.train.sampler_lr) == (0.1, 0.01, 1e-5, 1e-7)

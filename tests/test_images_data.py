@@ -325,6 +325,20 @@ def test_image_folder_resizes_the_short_side_and_crops_the_centre(tmp_path, w, h
     assert np.array_equal(got, np.asarray(resized.crop(box)))
 
 
+def test_image_folder_crops_the_box_before_resizing(tmp_path):
+    face = np.zeros((218, 178, 3), np.uint8)  # CelebA's aligned size; the box (15, 40, 163, 188) is 148×148
+    face[40:188, 15:163] = (200, 100, 50)
+    face[40:114, 15:89] = (0, 0, 255)  # the box's top-left quarter
+    save(tmp_path / "000001.png", face)
+    ds = folder(tmp_path, size=64, crop=(15, 40, 163, 188))
+    want = np.asarray(Image.fromarray(face[40:188, 15:163]).resize((64, 64), Image.Resampling.BICUBIC))
+    assert np.array_equal(ds.images[0].permute(1, 2, 0).numpy(), want)
+    assert (ds.images[0, :, 2, 2] == torch.tensor([0, 0, 255], dtype=torch.uint8)).all()
+    assert (ds.images[0, :, 60, 60] == torch.tensor([200, 100, 50], dtype=torch.uint8)).all()  # no black border
+    with pytest.raises(DataError, match=r"000001.png' is 178×218; data.crop \(15, 40, 163, 300\) is not a box inside it"):
+        folder(tmp_path, size=64, crop=(15, 40, 163, 300))
+
+
 def test_image_folder_grey_and_colour_conversion(tmp_path):
     save(tmp_path / "colour.png", plain(20, 20, (10, 200, 30)))
     save(tmp_path / "grey.png", np.full((20, 20), 77, np.uint8))
