@@ -46,9 +46,11 @@ def test_ddaebm_learns_25gaussians(tmp_path):
     """DDAEBM's generator and energy both learn the 5 × 5 grid, with no MCMC anywhere.
 
     Untrained, the samples are the generator's noise (SW ≈ 0.5) and the energy ranks data no
-    better than chance (AUC ≈ 0.5); the true density's AUC is 0.997.
+    better than chance (AUC ≈ 0.5); the true density's AUC is 0.997. 6k of the preset's 10k
+    iterations: with the energy's base term the AUC is 0.944 at 4k, 0.958 at 5k, 0.961 at 6k
+    (0.986 at 10k).
     """
-    r = train_and_score("ddaebm", {"train.steps": 4000}, tmp_path / "ddaebm")
+    r = train_and_score("ddaebm", {"train.steps": 6000}, tmp_path / "ddaebm")
     assert r["sw"] < 0.2, r
     assert r["energy_auc"] > r["true_energy_auc"] - 0.05, r
 
