@@ -42,31 +42,26 @@ def train_and_score(tau: float, seed: int) -> dict:
 
 def ddpm_baseline(seed: int) -> dict:
     """The preset's DDPM pretraining alone, scored before any DxDP step: Table 1's DDPM T = 5 row.
-    Same seeds, generators and optimizer as the trainer's pretraining phase, so this is the very
-    policy the seed's DxMI run starts from (the scores vary a lot with the seed: 0.7–1.1)."""
+    It is the trainer's own pretraining phase (its seeds, generators and optimizer), stopped
+    before DxDP's first step, so it is the very policy the seed's DxMI run starts from (the
+    scores vary a lot with the seed: 0.7–1.1)."""
     import torch
 
     from ebmkit.bench import recipe_for
     from ebmkit.data import DATASETS
     from ebmkit.evaluation import evaluate
-    from ebmkit.model import EnergyModel
+    from ebmkit.training import Trainer
 
     torch.set_num_threads(1)
     recipe = recipe_for("dxmi", "8gaussians", seed, {})
-    tc, dataset = recipe.train, DATASETS.build(recipe.data)
-    torch.manual_seed(seed)
-    model = EnergyModel(recipe, dataset.shape)
-    data_draw, noise_draw = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    opt = torch.optim.Adam(model.sampler.parameters(), lr=tc.pretrain_lr, betas=tc.betas, eps=tc.eps)
-    start = time.perf_counter()
-    for _ in range(tc.pretrain_steps):
-        loss = model.sampler.pretrain_loss(dataset.sample(tc.batch_size, generator=data_draw),
-                                           generator=noise_draw).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    seconds = time.perf_counter() - start
-    metrics = evaluate(model.eval(), dataset, recipe.eval)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(recipe, Path(tmp) / "run", progress=False)
+        trainer._setup()
+        trainer.run_dir.mkdir(parents=True)
+        start = time.perf_counter()
+        trainer._pretrain_sampler()
+        seconds = time.perf_counter() - start
+    metrics = evaluate(trainer.model.eval(), DATASETS.build(recipe.data), recipe.eval)
     return {"tau": "ddpm", "seed": seed, "seconds": seconds, "sw": metrics["sw"]}
 
 
