@@ -6,6 +6,11 @@ preset's evaluation seeds: sliced Wasserstein, MMD, energy AUC against uniform n
 exact grid log-likelihood, beside the true density's where the data set knows it. The cells
 are mean ± std over seeds. Writes ``OUT/toy.md``, ``OUT/toy.json`` and ``OUT/toy.png`` (recipes
 × data sets: the learned density and samples of seed 0).
+
+A finished cell leaves ``cell.json`` in its run directory, and a later call with the same
+``--out`` reads it back instead of training the cell again when the resolved recipe is the same
+(``fresh=True`` retrains every cell). The full table is hours of CPU time: it can be built
+over several calls, and an interruption costs only the cells that were running.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 METRICS = ("sw", "mmd", "energy_auc", "grid_log_likelihood")
 REFERENCE = {"energy_auc": "true_energy_auc", "grid_log_likelihood": "true_log_likelihood"}
+CELL = "cell.json"  # a finished cell: its resolved recipe and its row of the table
 
 
 def recipe_for(name: str, data: str, seed: int, changes: dict):
@@ -28,8 +34,22 @@ def recipe_for(name: str, data: str, seed: int, changes: dict):
     return Recipe.from_name(name).override({"data": data, "train.seed": seed, "train.threads": 1, **changes})
 
 
-def train_and_score(name: str, data: str, seed: int, changes: dict, out: str) -> dict:
-    """One cell's run (in a worker process: one torch thread each)."""
+def finished_cell(out: Path, recipe) -> dict | None:
+    """The row of a cell already trained and scored with exactly this recipe, else None."""
+    path = out / CELL
+    try:
+        record = json.loads(path.read_text())
+        return record["row"] if record["recipe"] == recipe.model_dump(mode="json") else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, or torn by an interruption: the cell is trained again
+
+
+def train_and_score(name: str, data: str, seed: int, changes: dict, out: str, fresh: bool = False) -> dict:
+    """One cell's run (in a worker process: one torch thread each).
+
+    A cell whose run directory holds a ``cell.json`` for the same resolved recipe is read back,
+    not trained again: an interrupted or extended benchmark redoes only what is missing.
+    """
     import torch
 
     from ebmkit.data import DATASETS
@@ -38,12 +58,20 @@ def train_and_score(name: str, data: str, seed: int, changes: dict, out: str) ->
 
     torch.set_num_threads(1)
     recipe = recipe_for(name, data, seed, changes)
+    out = Path(out)
+    row = None if fresh else finished_cell(out, recipe)
+    if row is not None:
+        return {**row, "reused": True}
     start = time.perf_counter()
-    model = Trainer(recipe, Path(out), overwrite=True, progress=False).fit()
+    model = Trainer(recipe, out, overwrite=True, progress=False).fit()
     seconds = time.perf_counter() - start
     metrics = evaluate(model, DATASETS.build(recipe.data), recipe.eval)
-    (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2))
-    return {"recipe": name, "data": data, "seed": seed, "seconds": seconds, **metrics}
+    (out / "eval.json").write_text(json.dumps(metrics, indent=2))
+    row = {"recipe": name, "data": data, "seed": seed, "seconds": seconds, **metrics}
+    tmp = out / (CELL + ".tmp")  # written whole, then renamed: a half-written record never counts
+    tmp.write_text(json.dumps({"recipe": recipe.model_dump(mode="json"), "row": row}, indent=1))
+    tmp.replace(out / CELL)
+    return row
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -113,7 +141,7 @@ def picture(out: Path, recipes: list[str], datasets: list[str]) -> Path:
 
 
 def run_toy(recipes: list[str], datasets: list[str], seeds: int, out: Path, changes: dict | None = None,
-            jobs: int = 1, command: str = "", log=print) -> list[dict]:
+            jobs: int = 1, command: str = "", log=print, fresh: bool = False) -> list[dict]:
     """Train and score every cell, ``jobs`` at a time; write toy.md, toy.json and toy.png."""
     import torch
 
@@ -127,13 +155,14 @@ def run_toy(recipes: list[str], datasets: list[str], seeds: int, out: Path, chan
     cells = [(r, d, s) for r in recipes for d in datasets for s in range(seeds)]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(train_and_score, r, d, s, changes, str(out / "runs" / f"{r}-{d}-s{s}"))
+        futures = [pool.submit(train_and_score, r, d, s, changes, str(out / "runs" / f"{r}-{d}-s{s}"), fresh)
                    for r, d, s in cells]
         for future in futures:
             rows.append(future.result())
             row = rows[-1]
+            done = "from its earlier run" if row.pop("reused", False) else f"in {row['seconds'] / 60:.1f} min"
             log(f"{row['recipe']} · {row['data']} · seed {row['seed']}: SW {row['sw']:.3f}, AUC {row['energy_auc']:.3f}"
-                f" in {row['seconds'] / 60:.1f} min")
+                f" {done}")
     summary = summarize(rows)
     header = {"command": command, "date": time.strftime("%Y-%m-%d"),
               "machine": f"{platform.machine()}, {jobs} job(s) of one torch thread",

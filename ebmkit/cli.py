@@ -371,9 +371,11 @@ def bench_toy(
     sets: List[str] = typer.Option([], "--set", "-s", help="override a field of every recipe: KEY=VALUE, repeatable"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (one torch thread each)"),
     out_dir: Path = typer.Option(Path("bench-toy"), "--out", "-o", help="folder for toy.md, toy.json, toy.png, runs/"),
+    fresh: bool = typer.Option(False, "--fresh", help="train every cell again, even one already finished in --out"),
 ):
     """Train every recipe on every 2D set over seeds; write a table (SW, MMD, energy AUC, exact
-    log-likelihood, mean ± std), its JSON and a picture of the learned densities."""
+    log-likelihood, mean ± std), its JSON and a picture of the learned densities. Cells already
+    finished in --out with the same recipe are read back, not trained again."""
     from ebmkit.bench import run_toy
     from ebmkit.data import DATASETS
 
@@ -386,7 +388,7 @@ def bench_toy(
             [f"--recipes {','.join(names)}", f"--data {','.join(datasets)}", f"--seeds {seeds}"]
             + [f"--set {s}" for s in sets] + ([f"--jobs {jobs}"] if jobs > 1 else []))
         run_toy(names, datasets, seeds, out_dir, changes=parse_sets(sets), jobs=jobs, command=command,
-                log=lambda line: err.print(line, highlight=False, soft_wrap=True))
+                log=lambda line: err.print(line, highlight=False, soft_wrap=True), fresh=fresh)
     except _user_errors() as exc:
         _fail(str(exc))
     err.print(f"wrote {out_dir / 'toy.md'}, toy.json and toy.png", highlight=False, soft_wrap=True)

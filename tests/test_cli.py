@@ -137,6 +137,38 @@ def test_bench_toy_writes_table_json_and_picture(tmp_path):
     assert (out / "runs" / "drl-checkerboard-s1" / "eval.json").is_file()
 
 
+def test_bench_toy_reuses_finished_cells_of_the_same_recipe(tmp_path):
+    out = tmp_path / "bench"
+    tiny = ["--recipes", "drl", "--data", "8gaussians", "--set", "train.steps=3", "--set", "network.width=16",
+            "--set", "sampler.n_steps=2", "--set", "train.batch_size=32", "--set", "eval.n_samples=300",
+            "--set", "eval.grid_resolution=32", "--out", str(out)]
+    assert run("bench", "toy", "--seeds", "1", *tiny).returncode == 0
+    weights = out / "runs" / "drl-8gaussians-s0" / "model.safetensors"
+    first, stamp = json.loads((out / "toy.json").read_text())["runs"], weights.stat().st_mtime_ns
+
+    r = run("bench", "toy", "--seeds", "2", *tiny)  # seed 0 is read back, seed 1 trains
+    assert r.returncode == 0, r.stderr
+    assert "seed 0: SW" in r.stderr and "from its earlier run" in r.stderr
+    runs = json.loads((out / "toy.json").read_text())["runs"]
+    assert runs[0] == first[0] and weights.stat().st_mtime_ns == stamp
+    assert runs[1]["seed"] == 1 and runs[1]["sw"] != runs[0]["sw"]
+
+    seed1 = out / "runs" / "drl-8gaussians-s1"
+    (seed1 / "cell.json").write_text('{"recipe": ')  # as if torn by an interruption: seed 1 trains again
+    r = run("bench", "toy", "--seeds", "2", *tiny)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("from its earlier run") == 1 and weights.stat().st_mtime_ns == stamp
+    assert json.loads((seed1 / "cell.json").read_text())["row"]["seed"] == 1
+
+    from ebmkit.bench import finished_cell, recipe_for
+
+    changes = {"train.steps": 3, "network.width": 16, "sampler.n_steps": 2, "train.batch_size": 32,
+               "eval.n_samples": 300, "eval.grid_resolution": 32}
+    assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, changes))["seed"] == 1
+    assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, {**changes, "train.lr": 5e-4})) is None
+    assert finished_cell(seed1, recipe_for("drl", "8gaussians", 0, changes)) is None
+
+
 def test_bench_toy_refuses_unknown_recipe_and_image_data(tmp_path):
     assert_one_line_error(run("bench", "toy", "--recipes", "drl,nope", "--seeds", "1", "--out", str(tmp_path)),
                           "unknown recipe 'nope'")
