@@ -127,3 +127,25 @@ def test_step_sizes_come_from_the_energy_unless_set():
     scalar = ENERGIES.build("scalar", network=net, schedule=schedule)
     with pytest.raises(ValueError, match="set sampler.b_square"):
         SAMPLERS.build("langevin", schedule=schedule, shape=(2,), energy=scalar)
+
+
+def test_generation_can_take_fewer_steps_than_training():
+    """CDRL's Table 3 samples with K = 8, 5 or 3 per level from a model trained with K = 15:
+    `generate_n_steps` sets the generation K and leaves the training chain alone."""
+    schedule = SCHEDULES.build({"name": "cosine_logsnr", "num_levels": 3})
+    energy = GaussianEnergy(0.5)
+
+    def build(**options):
+        return SAMPLERS.build({"name": "langevin", "b_square": 2e-3, **options}, schedule=schedule, shape=(2,))
+
+    fewer, short, long = build(n_steps=5, generate_n_steps=2), build(n_steps=2), build(n_steps=5)
+    sample = lambda s, n: s.generate(n, energy, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sample(fewer, 4), sample(short, 4))
+    assert not torch.allclose(sample(fewer, 4), sample(long, 4))
+
+    from ebmkit.types import TrainingBatch
+
+    x_next = torch.randn(4, 2, generator=torch.Generator().manual_seed(4))
+    batch = TrainingBatch(positives=x_next, condition=x_next, level=torch.tensor([0, 1, 2, 0]), data=x_next)
+    train = lambda s: s.sample(batch, energy, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(train(fewer), train(long))

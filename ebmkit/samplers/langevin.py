@@ -30,6 +30,9 @@ class LangevinSampler(Sampler):
 
     class Options(SamplerOptions):
         n_steps: int = Field(30, ge=1, description="K, Langevin steps per level")
+        generate_n_steps: Optional[int] = Field(
+            None, ge=1, description="K when generating; null: n_steps (CDRL Table 3 samples with fewer steps than it trains with)"
+        )
         b_square: Optional[float] = Field(
             None, gt=0, description="b² of s_t² = b² c_t σ²_{t+1}; null: the energy's own s_t² (DRL's f = g/s_t²)"
         )
@@ -53,14 +56,15 @@ class LangevinSampler(Sampler):
         self.register_buffer("tether", (step * s.recovery_tether / (2 * s.betas[1:])).float(), persistent=False)
         self.register_buffer("recovery_scale", s.recovery_scale.float(), persistent=False)
 
-    def refine(self, y: Tensor, x_next: Tensor, t: Tensor, energy, noise_scale: float, generator=None) -> Tensor:
-        """K Langevin steps on log p(y | x_{t+1}) starting from y; no graph is kept."""
+    def refine(self, y: Tensor, x_next: Tensor, t: Tensor, energy, noise_scale: float, generator=None,
+               n_steps: int | None = None) -> Tensor:
+        """K Langevin steps (``n_steps``, default the training K) on log p(y | x_{t+1}) from y; no graph is kept."""
         view = (-1,) + (1,) * (y.dim() - 1)
         s2 = self.step_sizes[t].view(view)
         k = self.tether[t].view(view)
         std = noise_scale * s2.sqrt()
         y = y.detach()
-        for _ in range(self.config.n_steps):
+        for _ in range(self.config.n_steps if n_steps is None else n_steps):
             with torch.enable_grad():
                 y.requires_grad_(True)
                 (grad,) = torch.autograd.grad(energy(y, t).sum(), y)
@@ -81,6 +85,7 @@ class LangevinSampler(Sampler):
         for level in reversed(range(self.schedule.num_levels)):
             t = torch.full((n,), level, device=device, dtype=torch.long)
             y0 = x if propose is None else propose(x, t, generator)
-            y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator)
+            y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator,
+                            self.config.generate_n_steps)
             x = y / self.recovery_scale[level]
         return x if propose is not None else self.finish(x, energy)
