@@ -104,6 +104,22 @@ def test_dry_run_prints_the_resolved_recipe():
     assert recipe["train"]["steps"] == 7 and recipe["sampler"]["n_steps"] == 4
 
 
+def test_set_swaps_cdrl_sampler_into_drl_and_reaches_its_nested_options():
+    """`drl` with CDRL's parts swapped in by --set is `cdrl` (issue 3's declarative assembly),
+    and a component named by one --set takes options of its nested specs in the next."""
+    r = run("train", "--recipe", "drl", "--set", "sampler=cooperative", "--set", "sampler.refine.n_steps=15",
+            "--set", "sampler.initializer.width=64", "--set", "schedule=cosine_logsnr",
+            "--set", "divergence.shared_noise=true", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    swapped, cdrl = json.loads(r.stdout), Recipe.from_name("cdrl").model_dump(mode="json")
+    for field in ("schedule", "network", "energy", "sampler", "divergence"):
+        assert swapped[field] == cdrl[field], field
+    r = run("train", "--set", "sampler=cooperative", "--set", "sampler.refine.n_steps=5", "--dry-run")
+    assert json.loads(r.stdout)["sampler"]["refine"]["n_steps"] == 5
+    assert_one_line_error(run("train", "--set", "sampler=cooperative", "--set", "sampler.nope.x=1", "--dry-run"),
+                          "'nope' is not a group of options")
+
+
 def test_set_gives_options_to_the_data_set_named_by_data():
     r = run("train", "--set", "data.limit=300", "--data", "fashion_mnist", "--set", "data.split=test", "--dry-run")
     assert r.returncode == 0, r.stderr

@@ -27,6 +27,15 @@ COMPONENTS = {
 }
 
 
+def _has_groups(node: dict, path: list[str]) -> bool:
+    """Whether node[p1][p2]… exists as nested dicts."""
+    for p in path:
+        if not isinstance(node.get(p), dict):
+            return False
+        node = node[p]
+    return True
+
+
 class RecipeError(ValueError):
     """A recipe that cannot be made: one line naming the field and what is allowed."""
 
@@ -206,6 +215,10 @@ class Recipe(BaseModel):
             if not isinstance(node, dict):
                 raise RecipeError(f"'{head}' has no sub-fields, cannot set '{key}'")
             *parents, leaf = rest.split(".")
+            if head in COMPONENTS and not _has_groups(node, parents):
+                # a component just named by an earlier change has no nested specs yet: fill in
+                # its defaults, so that --set sampler=cooperative --set sampler.refine.n_steps=8 works
+                node = data[head] = registry(COMPONENTS[head]).validate(node)
             for p in parents:
                 if not isinstance(node.get(p), dict):
                     raise RecipeError(f"'{key}': '{p}' is not a group of options")
