@@ -35,9 +35,10 @@ class MALA(LangevinSampler):
 
     # no new options: LangevinSampler.Options (n_steps, noise_scale, ...) is inherited as it is
 
-    def refine(self, y, x_next, t, energy, noise_scale, generator=None):
+    def refine(self, y, x_next, t, energy, noise_scale, generator=None, n_steps=None):
         if noise_scale == 0:  # no noise, no proposal density: plain gradient steps
-            return super().refine(y, x_next, t, energy, noise_scale, generator)
+            return super().refine(y, x_next, t, energy, noise_scale, generator, n_steps)
+        n_steps = self.config.n_steps if n_steps is None else n_steps  # generation may ask for its own K
         view = (-1,) + (1,) * (y.dim() - 1)
         s2, k = self.step_sizes[t].view(view), self.tether[t].view(view)
         var = noise_scale**2 * s2  # the proposal's variance; MH corrects for any width
@@ -57,7 +58,7 @@ class MALA(LangevinSampler):
         y = y.detach()
         log_p, drift = log_target(y)
         accepted = torch.zeros(len(y), device=y.device)
-        for _ in range(self.config.n_steps):
+        for _ in range(n_steps):
             # every draw goes through ebmkit.random: exact resume and per-sample seeds depend on it
             proposal = y + drift + var.sqrt() * rnd.randn_like(y, generator)
             log_p_new, drift_new = log_target(proposal)
@@ -68,7 +69,7 @@ class MALA(LangevinSampler):
             log_p = torch.where(accept, log_p_new, log_p)
             drift = torch.where(accept.view(view), drift_new, drift)
             accepted += accept.float()
-        self.last_acceptance = (accepted / self.config.n_steps).mean().item()  # for the printout only
+        self.last_acceptance = (accepted / n_steps).mean().item()  # for the printout only
         return y
 
 

@@ -81,11 +81,12 @@ class LangevinSampler(Sampler):
         """x_T ~ N(0, I), then for t = T−1..0: y = K steps from propose(x_{t+1}, t) (default
         x_{t+1} itself), x_t = y / a_{t+1}. A cooperative sampler passes its initializer."""
         device = self.step_sizes.device
+        # passed only when set, so that a subclass whose refine() predates the option still works
+        steps = {} if self.config.generate_n_steps is None else {"n_steps": self.config.generate_n_steps}
         x = self.schedule.prior_sample((n, *self.shape), generator=generator, device=device)
         for level in reversed(range(self.schedule.num_levels)):
             t = torch.full((n,), level, device=device, dtype=torch.long)
             y0 = x if propose is None else propose(x, t, generator)
-            y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator,
-                            self.config.generate_n_steps)
+            y = self.refine(y0, x, t, energy, self.config.generate_noise_scale, generator, **steps)
             x = y / self.recovery_scale[level]
         return x if propose is not None else self.finish(x, energy)

@@ -20,10 +20,11 @@ class AnnealedLangevin(LangevinSampler):
     class Options(LangevinSampler.Options):
         final_noise_ratio: float = Field(0.5, ge=0, le=1, description="r: the last step's noise is r·λ")
 
-    def refine(self, y: Tensor, x_next: Tensor, t: Tensor, energy, noise_scale: float, generator=None) -> Tensor:
+    def refine(self, y: Tensor, x_next: Tensor, t: Tensor, energy, noise_scale: float, generator=None,
+               n_steps: int | None = None) -> Tensor:
         view = (-1,) + (1,) * (y.dim() - 1)
         s2, k = self.step_sizes[t].view(view), self.tether[t].view(view)
-        K, r = self.config.n_steps, self.config.final_noise_ratio
+        K, r = self.config.n_steps if n_steps is None else n_steps, self.config.final_noise_ratio
         y = y.detach()
         for step in range(K):
             scale = noise_scale * (1 - (1 - r) * step / max(K - 1, 1))
