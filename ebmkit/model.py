@@ -45,6 +45,12 @@ class EnergyModel(nn.Module):
                 f"but divergence '{recipe.divergence['name']}' has none; use one of: "
                 + ", ".join(n for n in DIVERGENCES.names() if DIVERGENCES.get(n).obj.trains_generators)
             )
+        if self.divergence.trains_generators and not self.sampler.needs_generator_objective:
+            raise ComponentError(
+                f"divergence '{recipe.divergence['name']}' trains the sampler's generator, but sampler "
+                f"'{recipe.sampler['name']}' has none; use one of: "
+                + ", ".join(n for n in SAMPLERS.names() if SAMPLERS.get(n).obj.needs_generator_objective)
+            )
 
     @property
     def device(self) -> torch.device:

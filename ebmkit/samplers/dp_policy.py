@@ -87,6 +87,12 @@ class DiffusionPolicySampler(Sampler):
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         T, dim = schedule.num_levels, math.prod(self.shape)
+        defined = getattr(energy, "step_sizes", None)  # an energy scaled per level defines levels 0..len−1 only
+        if options.value == "time_dependent" and defined is not None and len(defined) < T + 1:
+            raise ValueError(
+                f"the value V(x, k) = E(x, k) is needed at levels 0..{T}, but the energy is scaled per level "
+                f"and defines levels 0..{len(defined) - 1} only; use energy=scalar or sampler.value=time_independent"
+            )
         self.eps_net = build_network(options.network, shape=self.shape, num_levels=T, out_dim=dim)
         sigma = schedule.posterior_variance.sqrt().float()  # σ̂_j, the DDPM posterior std
         sigma[0] = options.last_sigma
