@@ -154,10 +154,13 @@ def test_bench_toy_writes_table_json_and_picture(tmp_path):
 
 
 def test_bench_toy_reuses_finished_cells_of_the_same_recipe(tmp_path):
+    from ebmkit.bench import finished_cell, recipe_for
+
     out = tmp_path / "bench"
-    tiny = ["--recipes", "drl", "--data", "8gaussians", "--set", "train.steps=3", "--set", "network.width=16",
-            "--set", "sampler.n_steps=2", "--set", "train.batch_size=32", "--set", "eval.n_samples=300",
-            "--set", "eval.grid_resolution=32", "--out", str(out)]
+    changes = {"train.steps": 3, "network.width": 16, "sampler.n_steps": 2, "train.batch_size": 32,
+               "eval.n_samples": 300, "eval.grid_resolution": 32}
+    tiny = ["--recipes", "drl", "--data", "8gaussians", "--out", str(out),
+            *(arg for key, value in changes.items() for arg in ("--set", f"{key}={value}"))]
     assert run("bench", "toy", "--seeds", "1", *tiny).returncode == 0
     weights = out / "runs" / "drl-8gaussians-s0" / "model.safetensors"
     first, stamp = json.loads((out / "toy.json").read_text())["runs"], weights.stat().st_mtime_ns
@@ -176,10 +179,6 @@ def test_bench_toy_reuses_finished_cells_of_the_same_recipe(tmp_path):
     assert r.stderr.count("from its earlier run") == 1 and weights.stat().st_mtime_ns == stamp
     assert json.loads((seed1 / "cell.json").read_text())["row"]["seed"] == 1
 
-    from ebmkit.bench import finished_cell, recipe_for
-
-    changes = {"train.steps": 3, "network.width": 16, "sampler.n_steps": 2, "train.batch_size": 32,
-               "eval.n_samples": 300, "eval.grid_resolution": 32}
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, changes))["seed"] == 1
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, {**changes, "train.lr": 5e-4})) is None
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 0, changes)) is None

@@ -2,8 +2,8 @@
 
 Each picture is decoded once, when the data set is built, optionally cut to a ``crop`` box,
 resized so its short side is ``size`` and centre-cropped to size × size (torchvision's Resize +
-CenterCrop, done with PIL), and kept in memory as uint8 like the other image sets. Paths are sorted, so ``limit`` and every seeded draw
-pick the same pictures on every machine.
+CenterCrop, done with PIL), and kept in memory as uint8 like the other image sets. Paths are
+sorted, so ``limit`` and every seeded draw pick the same pictures on every machine.
 """
 
 from __future__ import annotations
