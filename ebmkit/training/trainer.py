@@ -172,12 +172,12 @@ class Trainer:
             self._compile()
         # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
         self.optimizers = {
-            "energy": torch.optim.Adam(self.model.energy.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
-                                       weight_decay=tc.weight_decay)
+            "energy": self._adam(torch.optim.Adam, self.model.energy.parameters(), lr=tc.lr,
+                                 weight_decay=tc.weight_decay)
         }
         if self.model.sampler.learnable:  # groups may carry an "lr_scale" (DxMI's log σ: its own lr)
-            self.optimizers["sampler"] = torch.optim.AdamW(
-                self.model.sampler.optimizer_groups(), lr=tc.sampler_lr or tc.lr, betas=tc.betas, eps=tc.eps,
+            self.optimizers["sampler"] = self._adam(
+                torch.optim.AdamW, self.model.sampler.optimizer_groups(), lr=tc.sampler_lr or tc.lr,
                 weight_decay=tc.sampler_weight_decay,
             )
         self.data_generator = torch.Generator().manual_seed(tc.seed)
@@ -351,11 +351,18 @@ class Trainer:
         x0 = self.dataset.sample(self.recipe.train.batch_size, generator=self.data_generator)
         return self.dist.shard(x0).to(self.device)
 
+    def _adam(self, cls, params, **options):
+        """Adam(W) with the recipe's betas and eps, fused on CPU and CUDA: one kernel over all the
+        parameters, where the default steps them one by one from Python on a CPU (a tenth of a 2D
+        iteration, benchmarks/speed.md)."""
+        tc = self.recipe.train
+        return cls(params, betas=tc.betas, eps=tc.eps, fused=self.device.type in ("cpu", "cuda"), **options)
+
     def _pretrain_sampler(self):
         """Train the sampler alone on its own objective (DxMI fine-tunes a DDPM) before step 1,
         with a fresh Adam that is dropped afterwards; a step-0 checkpoint keeps it on resume."""
         m, tc = self.model, self.recipe.train
-        opt = torch.optim.Adam(m.sampler.parameters(), lr=tc.pretrain_lr, betas=tc.betas, eps=tc.eps)
+        opt = self._adam(torch.optim.Adam, m.sampler.parameters(), lr=tc.pretrain_lr)
         t0 = time.perf_counter()
         for _ in range(tc.pretrain_steps):
             out = m.sampler.pretrain_loss(self._data_batch(), generator=self.draw)
