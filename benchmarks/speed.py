@@ -42,7 +42,8 @@ def record_calls(trainer: Trainer) -> list[tuple]:
     """Every network call of one training iteration: the module, detached copies of its inputs,
     and what the call was differentiated for. Inside the sampler's chain (``sampler.sample``) a
     call needs the gradient to its inputs only (Langevin) or none; elsewhere a call with grad
-    enabled feeds a loss and needs the parameters' gradient too."""
+    enabled feeds a loss and needs the parameters' gradient too, and a call whose input gradient
+    is taken with ``create_graph`` (DDAEBM's R1 penalty) needs the backward of that gradient."""
     calls, handles, phase = [], [], {"sampling": False}
     copy = lambda a: a.detach().clone() if torch.is_tensor(a) else a
 
@@ -65,13 +66,23 @@ def record_calls(trainer: Trainer) -> list[tuple]:
         finally:
             phase["sampling"] = False
 
-    sampler.sample = sampling
+    grad = torch.autograd.grad
+
+    def grad_for_a_penalty(*a, **kw):  # R1: the gradient is differentiated again (double backward)
+        if kw.get("create_graph") and not phase["sampling"] and calls:
+            calls[-1] = (*calls[-1][:3], "second-order")
+        return grad(*a, **kw)
+
+    sampler.sample, torch.autograd.grad = sampling, grad_for_a_penalty
     for module in trainer.model.trained_networks().values():
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-    trainer.train_step()
-    for h in handles:
-        h.remove()
-    del sampler.sample
+    try:
+        trainer.train_step()
+    finally:
+        for h in handles:
+            h.remove()
+        del sampler.sample
+        torch.autograd.grad = grad
     return calls
 
 
@@ -84,8 +95,12 @@ def replay(calls) -> None:
             continue
         inputs = [a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
         out = module(*inputs, **kwargs).float().sum()
+        wrt = [a for a in inputs if torch.is_tensor(a) and a.requires_grad]
         if need == "inputs":
-            torch.autograd.grad(out, [a for a in inputs if torch.is_tensor(a) and a.requires_grad])
+            torch.autograd.grad(out, wrt)
+        elif need == "second-order":  # the loss holds ‖∇ₓ out‖²: backward through the gradient too
+            (g,) = torch.autograd.grad(out, wrt[:1], create_graph=True)
+            (out + g.pow(2).sum()).backward()
         else:
             out.backward()
     for module, *_ in calls:
