@@ -96,7 +96,9 @@ def _fmt(cell: dict, key: str, digits: int) -> str:
     if key not in cell:
         return "—"
     m = cell[key]
-    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if cell["seeds"] > 1 else f"{m['mean']:.{digits}f}"
+    # a chain that blew up (SW of 1e6) in exponent form: 1.2e+06, not a dozen digits
+    spec = ".2e" if max(abs(m["mean"]), m["std"]) >= 1e4 else f".{digits}f"
+    return f"{m['mean']:{spec}} ± {m['std']:{spec}}" if cell["seeds"] > 1 else f"{m['mean']:{spec}}"
 
 
 def markdown(summary: list[dict], header: dict) -> str:

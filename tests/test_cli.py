@@ -184,6 +184,16 @@ def test_bench_toy_reuses_finished_cells_of_the_same_recipe(tmp_path):
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 0, changes)) is None
 
 
+def test_bench_toy_table_writes_a_blown_up_cell_in_exponent_form():
+    from ebmkit.bench import markdown, summarize
+
+    rows = [{"recipe": "drl", "data": d, "seed": s, "sw": sw, "seconds": 60.0}
+            for d, sws in (("25gaussians", (1.2e6, 1.4e6)), ("8gaussians", (0.04, 0.06))) for s, sw in enumerate(sws)]
+    table = markdown(summarize(rows), {"command": "ebmkit bench toy", "date": "", "machine": "", "versions": ""})
+    assert "| drl | 25gaussians | 1.30e+06 ± 1.41e+05 |" in table
+    assert "| drl | 8gaussians | 0.050 ± 0.014 |" in table
+
+
 def test_bench_toy_refuses_unknown_recipe_and_image_data(tmp_path):
     assert_one_line_error(run("bench", "toy", "--recipes", "drl,nope", "--seeds", "1", "--out", str(tmp_path)),
                           "unknown recipe 'nope'")
