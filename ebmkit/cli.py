@@ -156,14 +156,28 @@ def train(
 MODEL_HELP = "a run directory written by `ebmkit train`, or a pushed model: hf://org/name[@revision]"
 
 
-def _load_run(source: str, weights: str):
+SAMPLER_SET_HELP = ("change how the trained model generates: sampler.KEY=VALUE (e.g. sampler.n_steps=60, "
+                    "sampler.denoise=true), repeatable")
+
+
+def _sampler_sets(items: list[str]) -> dict:
+    """``--set`` of `sample`/`eval`: generation options of the trained sampler, nothing else."""
+    changes = parse_sets(items)
+    for key in changes:
+        if not key.startswith("sampler.") or key in ("sampler.", "sampler.name"):
+            _fail(f"--set on a trained model changes how its sampler generates, so it takes sampler.KEY=VALUE for an "
+                  f"option of the sampler it trained with; got '{key}' (the rest was fixed when it trained)")
+    return {key.removeprefix("sampler."): value for key, value in changes.items()}
+
+
+def _load_run(source: str, weights: str, sampler: dict | None = None):
     from ebmkit.model import EnergyModel
 
     if source.startswith("hf://"):
         from ebmkit.hub import download
 
-        return EnergyModel.from_run(download(source), weights, label=source)
-    return EnergyModel.from_run(Path(source), weights)
+        return EnergyModel.from_run(download(source), weights, label=source, sampler=sampler)
+    return EnergyModel.from_run(Path(source), weights, sampler=sampler)
 
 
 def _output_kind(text: str) -> str:
@@ -201,6 +215,7 @@ def sample(
                                         "does not depend on the batch size (bitwise on one CPU thread)"),
     batch_size: int = typer.Option(10_000, "--batch", min=1, help="samples generated at a time"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
+    sets: List[str] = typer.Option([], "--set", "-s", help=SAMPLER_SET_HELP),
 ):
     """Generate samples from a trained model."""
     import numpy as np
@@ -211,8 +226,9 @@ def sample(
     if seed_list is not None and n is not None and n != len(seed_list):
         _fail(f"-n {n} and --seeds '{seeds}' ({len(seed_list)} seeds) disagree; give one of them")
     n = len(seed_list) if seed_list is not None else n or 1000
+    sampler = _sampler_sets(sets)
     try:
-        model = _load_run(run_dir, weights)
+        model = _load_run(run_dir, weights, sampler)
         is_image = len(model.shape) == 3
         if kind == "dir" and not is_image:
             _fail(f"--output '{output}' is a folder, which holds one PNG per image; this model's points have shape "
@@ -256,6 +272,7 @@ def evaluate_cmd(
                                               "FD-FMNIST (default: -n)"),
     fd_fmnist: bool = typer.Option(False, "--fd-fmnist", help="28×28 grey images: add the Fréchet distance in a "
                                    "Fashion-MNIST classifier's features to the test split"),
+    sets: List[str] = typer.Option([], "--set", "-s", help=SAMPLER_SET_HELP),
 ):
     """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood, and for images FID
     (--fid) and FD-FMNIST (--fd-fmnist); saves eval.json in a run directory (a pushed model's
@@ -266,9 +283,10 @@ def evaluate_cmd(
 
     if not fid and (ref is not None or inception_weights is not None):
         _fail("--ref and --inception-weights choose how FID is computed; add --fid")
-    extra = {}
+    sampler = _sampler_sets(sets)
+    extra = {"sampler": sampler} if sampler else {}  # eval.json says how the samples were drawn
     try:
-        model = _load_run(run_dir, weights)
+        model = _load_run(run_dir, weights, sampler)
         config = model.recipe.eval if n is None else model.recipe.eval.model_copy(update={"n_samples": n})
         data_spec = model.recipe.data
         if (fid or fd_fmnist) and len(model.shape) != 3:

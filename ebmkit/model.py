@@ -115,16 +115,21 @@ class EnergyModel(nn.Module):
         }
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, weights: str = "model.safetensors", *, label: str | None = None) -> "EnergyModel":
+    def from_run(cls, run_dir: str | Path, weights: str = "model.safetensors", *, label: str | None = None,
+                 sampler: dict | None = None) -> "EnergyModel":
         """Rebuild a trained model from a run directory or a downloaded Hub repo
         (``config.json`` + safetensors weights; nothing is unpickled). ``label`` names the
-        model in errors (default: the config.json path)."""
+        model in errors (default: the config.json path). ``sampler`` changes how the trained
+        model generates, as dotted keys under the sampler (``{"n_steps": 60}``, ``{"denoise": True}``);
+        a change that alters the sampler's parameters is refused when the weights are loaded."""
         from ebmkit.recipes import Recipe
         from ebmkit.training.checkpoint import CheckpointError, load_tensors, run_config
 
         run_dir = Path(run_dir)
         config = run_config(run_dir)
         recipe = Recipe.from_config(config, where=label or str(run_dir / "config.json"))
+        if sampler:
+            recipe = recipe.override({f"sampler.{key}": value for key, value in sampler.items()})
         if not isinstance(config.get("shape"), list):
             raise CheckpointError(f"'{run_dir / 'config.json'}' has no data shape (a list under \"shape\"); "
                                   "it was not written by ebmkit's trainer")

@@ -96,6 +96,31 @@ def test_sample_eval_show_list(trained_run, tmp_path):
     assert_one_line_error(run("list", "nope"), "unknown component kind 'nope'", "samplers")
 
 
+def test_sample_and_eval_set_the_trained_samplers_generation_options(trained_run, tmp_path):
+    import torch
+
+    from ebmkit.model import EnergyModel
+
+    out, default = tmp_path / "k9.npy", tmp_path / "k3.npy"
+    for path, extra in ((out, ["--set", "sampler.n_steps=9", "--set", "sampler.denoise=true"]), (default, [])):
+        r = run("sample", str(trained_run), "-n", "50", "--seed", "4", "-o", str(path), *extra)
+        assert r.returncode == 0, r.stderr
+    model = EnergyModel.from_run(trained_run, sampler={"n_steps": 9, "denoise": True})
+    assert model.sampler.config.n_steps == 9 and model.sampler.config.denoise
+    expected = model.generate(50, generator=torch.Generator().manual_seed(4)).numpy()
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+    assert not np.allclose(np.load(out), np.load(default), atol=1e-3)  # the trained 3 steps, no denoising
+
+    r = run("eval", str(trained_run), "-n", "100", "--json", "--set", "sampler.n_steps=9")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((trained_run / "eval.json").read_text())["sampler"] == {"n_steps": 9}
+    for bad in ("train.lr=1", "sampler.name=cooperative", "sampler=cooperative"):
+        assert_one_line_error(run("sample", str(trained_run), "-o", str(tmp_path / "x.npy"), "--set", bad),
+                              f"got '{bad.partition('=')[0]}'", "sampler.KEY=VALUE")
+    assert_one_line_error(run("eval", str(trained_run), "--set", "sampler.n_stepz=9"), "n_stepz", "n_steps")
+    assert not (tmp_path / "x.npy").exists()
+
+
 def test_dry_run_prints_the_resolved_recipe():
     r = run("train", "--data", "checkerboard", "--steps", "7", "--set", "sampler.n_steps=4", "--dry-run")
     assert r.returncode == 0, r.stderr
