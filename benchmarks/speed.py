@@ -8,6 +8,7 @@ ratio = iteration / floor, so 1.00 means no overhead at all.
 
     python benchmarks/speed.py                      # the four 2D presets, eager and --compile
     python benchmarks/speed.py --recipes drl --no-compile --scaling
+    python benchmarks/speed.py --images             # also the Fashion-MNIST presets' 28×28 networks
 
 writes benchmarks/speed.md (tables) and speed.json. --scaling adds DRL's cost against data
 dimension, batch size, number of levels T and Langevin steps K.
@@ -159,6 +160,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--scaling", action="store_true", help="add DRL's scaling rows")
+    ap.add_argument("--images", action="store_true", help="add the Fashion-MNIST presets (28×28 networks), eager")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("speed"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,12 +178,19 @@ def main() -> None:
                    **measure(recipe, args.repeats, 1000)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    for name in args.recipes if args.images else []:  # networks of real size: what is left is fixed per-op cost
+        recipe = Recipe.from_name(f"{name}_fmnist").override({"train.threads": args.threads, "train.eval_every": 0})
+        row = {"recipe": recipe.name, "sampler": recipe.sampler["name"], "compile": False,
+               **measure(recipe, max(3, args.repeats // 4), 64)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     scaling = scaling_rows(args.repeats) if args.scaling else []
 
     header = {
         "command": "python benchmarks/speed.py " + " ".join(
             (["--recipes", *args.recipes] if args.recipes != ap.get_default("recipes") else [])
             + (["--no-compile"] if args.no_compile else []) + (["--scaling"] if args.scaling else [])
+            + (["--images"] if args.images else [])
             + (["--threads", str(args.threads)] if args.threads != 1 else [])),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), CPU",
