@@ -324,20 +324,59 @@ def evaluate_cmd(
     out.print(table)
 
 
+def _component_text(reg, name: str, fmt: str) -> str:
+    """A component's spec with every default filled in; in YAML each option carries its description."""
+    import yaml
+
+    entry, spec = reg.get(name), reg.validate(name)
+    if fmt == "json":
+        return json.dumps(spec, indent=2) + "\n"
+    fields = entry.options.model_fields if entry.options else {}
+    lines = [f"# {reg.kind} '{name}' ({entry.source}): {entry.summary}"]
+    for key, value in spec.items():
+        text = yaml.safe_dump({key: value}, sort_keys=False, width=1000).rstrip("\n")
+        description = fields[key].description if key in fields else None
+        if description and "\n" in text:  # a nested group: its description above it
+            lines += [f"# {description}", text]
+        else:
+            lines.append(f"{text}  # {description}" if description else text)
+    return "\n".join(lines) + "\n"
+
+
 @app.command()
 def show(
-    name: str = typer.Argument(DEFAULT_RECIPE, help="recipe preset name or recipe file"),
+    name: str = typer.Argument(DEFAULT_RECIPE, help="recipe preset, recipe file, or component: a name "
+                               "(langevin) or KIND/NAME (schedules/drl) for one of several kinds"),
     fmt: str = typer.Option("yaml", "--format", "-f", help="yaml or json"),
 ):
-    """Print a recipe, every option resolved."""
+    """Print a recipe, every option resolved, or a component's options with their defaults."""
     from ebmkit.recipes import Recipe
+    from ebmkit.registry import RECIPES, REGISTRIES
 
     if fmt not in ("yaml", "json"):
         _fail(f"--format must be 'yaml' or 'json', got '{fmt}'")
+    components = {kind: reg for kind, reg in REGISTRIES.items() if reg is not RECIPES}
+    is_file = name.endswith((".json", ".yaml", ".yml"))
+    kind, sep, bare = ("", "", name) if is_file else name.partition("/")
+    if sep and kind == "recipes":
+        name, sep = bare, ""
     try:
-        recipe = Recipe.load(name) if name.endswith((".json", ".yaml", ".yml")) else Recipe.from_name(name)
+        if sep and kind in components:
+            print(_component_text(components[kind], bare, fmt), end="")
+            return
+        matches = [reg for reg in components.values() if not is_file and name not in RECIPES.names()
+                   and name in reg.names()]
+        if len(matches) == 1:
+            print(_component_text(matches[0], name, fmt), end="")
+            return
+        if matches:  # a name several kinds share (a recipe's name is the recipe): each of them
+            print(json.dumps({reg.kind: reg.validate(name) for reg in matches}, indent=2) if fmt == "json"
+                  else "\n".join(_component_text(reg, name, fmt) for reg in matches), end="\n" if fmt == "json" else "")
+            return
+        recipe = Recipe.load(name) if is_file else Recipe.from_name(name)
     except _user_errors() as exc:
-        _fail(str(exc))
+        hint = "" if is_file or sep else "; a component is shown by its name or KIND/NAME (see `ebmkit list`)"
+        _fail(str(exc) + hint)
     print(recipe.to_yaml() if fmt == "yaml" else recipe.model_dump_json(indent=2), end="" if fmt == "yaml" else "\n")
 
 

@@ -121,6 +121,47 @@ def test_sample_and_eval_set_the_trained_samplers_generation_options(trained_run
     assert not (tmp_path / "x.npy").exists()
 
 
+def test_show_prints_a_components_defaults_with_their_descriptions():
+    import yaml
+
+    from ebmkit.registry import SAMPLERS, SCHEDULES
+
+    r = run("show", "langevin")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout) == SAMPLERS.validate("langevin")
+    assert r.stdout.startswith("# samplers 'langevin' (built-in): Recovery-likelihood Langevin")
+    assert "n_steps: 30  # K, Langevin steps per level" in r.stdout
+    r = run("show", "cooperative")  # a nested group: its description on the line above it
+    assert "# sampler spec of the refinement stage\nrefine:\n  name: langevin" in r.stdout
+    r = run("show", "schedules/drl", "--format", "json")  # 'drl' alone is the recipe
+    assert json.loads(r.stdout) == SCHEDULES.validate("drl")
+    assert run("show", "recipes/drl").stdout == run("show", "drl").stdout
+    assert_one_line_error(run("show", "samplers/nope"), "unknown sampler 'nope'", "langevin", "cooperative")
+    assert_one_line_error(run("show", "nope"), "unknown recipe 'nope'", "KIND/NAME")
+
+
+def test_show_prints_every_kind_that_shares_a_name():
+    from typer.testing import CliRunner
+
+    from ebmkit.cli import app
+    from ebmkit.registry import NETWORKS, SAMPLERS
+
+    class Twin:
+        """A name two kinds share."""
+
+    for reg in (NETWORKS, SAMPLERS):
+        reg.register("twin_for_show")(Twin)
+    try:
+        text = CliRunner().invoke(app, ["show", "twin_for_show"]).output
+        assert "# networks 'twin_for_show' (built-in): A name two kinds share." in text
+        assert "# samplers 'twin_for_show'" in text
+        assert json.loads(CliRunner().invoke(app, ["show", "twin_for_show", "-f", "json"]).output) == {
+            "networks": {"name": "twin_for_show"}, "samplers": {"name": "twin_for_show"}}
+    finally:
+        for reg in (NETWORKS, SAMPLERS):
+            del reg._builtin["twin_for_show"]
+
+
 def test_dry_run_prints_the_resolved_recipe():
     r = run("train", "--data", "checkerboard", "--steps", "7", "--set", "sampler.n_steps=4", "--dry-run")
     assert r.returncode == 0, r.stderr
