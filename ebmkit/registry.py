@@ -23,6 +23,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 T = TypeVar("T")
 
 BUILTIN = "built-in"
+IN_PROCESS = "in-process"  # registered by a script or notebook, not by ebmkit or an installed plugin
+
+
+def registered_source(obj: Any) -> str:
+    """Where a component registered with ``register`` comes from: ebmkit's own modules are
+    built-in; anything else names its module, so a saved run says what to import to load it."""
+    module = getattr(obj, "__module__", None) or "?"
+    return BUILTIN if module.partition(".")[0] == "ebmkit" else f"{IN_PROCESS}: {module}"
 
 
 def _discover(group: str) -> dict[str, list[metadata.EntryPoint]]:
@@ -128,7 +136,7 @@ class Registry(Generic[T]):
             key = name or obj.__name__.lower()
             if key in self._builtin:
                 raise ComponentError(f"{self.kind}: '{key}' is registered twice")
-            self._builtin[key] = Entry(key, obj, BUILTIN)
+            self._builtin[key] = Entry(key, obj, registered_source(obj))
             return obj
 
         return deco
@@ -151,7 +159,7 @@ class Registry(Generic[T]):
         eps = self._entry_points().get(name, [])
         claimants = [self._dist_name(ep) for ep in eps]
         if name in self._builtin:
-            claimants = [BUILTIN, *claimants]
+            claimants = [self._builtin[name].source, *claimants]
         if len(claimants) > 1:
             raise ComponentError(
                 f"{self.kind} '{name}' is claimed by more than one package: "
@@ -196,7 +204,7 @@ class Registry(Generic[T]):
                     {"name": name, "kind": self.kind, "source": entry.source, "summary": entry.summary, "error": None}
                 )
             except ComponentError as exc:
-                src = ", ".join(([BUILTIN] if name in self._builtin else []) + sources.get(name, []))
+                src = ", ".join(([self._builtin[name].source] if name in self._builtin else []) + sources.get(name, []))
                 rows.append({"name": name, "kind": self.kind, "source": src, "summary": "", "error": str(exc)})
         return rows
 

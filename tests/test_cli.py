@@ -153,7 +153,7 @@ def test_show_prints_every_kind_that_shares_a_name():
         reg.register("twin_for_show")(Twin)
     try:
         text = CliRunner().invoke(app, ["show", "twin_for_show"]).output
-        assert "# networks 'twin_for_show' (built-in): A name two kinds share." in text
+        assert "# networks 'twin_for_show' (in-process: test_cli): A name two kinds share." in text
         assert "# samplers 'twin_for_show'" in text
         assert json.loads(CliRunner().invoke(app, ["show", "twin_for_show", "-f", "json"]).output) == {
             "networks": {"name": "twin_for_show"}, "samplers": {"name": "twin_for_show"}}

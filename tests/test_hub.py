@@ -264,6 +264,19 @@ def test_model_card_has_metadata_metrics_and_picture(runs, tmp_path):
     np.testing.assert_array_equal(samples_of(folder), samples_of(run_a))
 
 
+def test_model_card_names_in_process_code_instead_of_installing_it(runs):
+    from ebmkit.hub.card import model_card
+
+    run_a, _ = runs
+    config = json.loads((run_a / "config.json").read_text())
+    config["provenance"]["sampler"] = {"name": "mala", "source": "in-process: plugin_sampler"}
+    config["provenance"]["network"] = {"name": "ringnet", "source": "ebmkit-plugin-example"}
+    text = str(model_card(config, "alice/mala"))
+    assert "pip install torch-ebmkit ebmkit-plugin-example\n" in text
+    assert "registered in-process by `plugin_sampler`: import that code before loading" in text
+    assert "| sampler | `mala` | in-process: plugin_sampler |" in text
+
+
 def test_hub_ids():
     assert parse_hub_id("hf://org/name@v1") == ("org/name", "v1")
     assert parse_hub_id("org/name") == ("org/name", None)

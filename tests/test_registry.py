@@ -48,6 +48,24 @@ def test_duplicate_registration_is_an_error():
         reg.register("a")(A)
 
 
+def test_in_process_registration_records_its_module_and_a_run_says_to_import_it():
+    from ebmkit import Recipe
+
+    reg = Registry("things")
+
+    @reg.register("mine")
+    class Mine:
+        """Registered by this test module, as a script or notebook would."""
+
+    assert reg.get("mine").source == f"in-process: {__name__}"
+    assert reg.list()[0]["source"] == f"in-process: {__name__}"
+    assert SCHEDULES.get("drl").source == "built-in"
+    config = {"recipe": Recipe.from_name("drl").model_dump(mode="json"),
+              "provenance": {"sampler": {"name": "mala_of_a_notebook", "source": "in-process: my_notebook"}}}
+    with pytest.raises(ComponentError, match="registered in-process by the module 'my_notebook': import it"):
+        Recipe.from_config(config, where="run/config.json")
+
+
 # -- plugins: real distributions on sys.path, found through importlib.metadata --------------
 def _install_fake_dist(root, dist, group_entries, module_name=None, module_source=None):
     info = root / f"{dist.replace('-', '_')}-1.0.dist-info"

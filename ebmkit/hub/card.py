@@ -10,7 +10,7 @@ from __future__ import annotations
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from ebmkit.registry import BUILTIN
+from ebmkit.registry import BUILTIN, IN_PROCESS
 
 METRIC_NAMES = {
     "sw": "sliced Wasserstein-2 to fresh data (lower is better)",
@@ -34,7 +34,9 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
     data = recipe["data"]["name"]
     title = repo_id.split("/")[-1] if repo_id else f"{recipe['name']}-{data}"
     repo_id = repo_id or "ORG/NAME"
-    plugins = sorted({p["source"] for p in provenance.values() if p.get("source", BUILTIN) != BUILTIN})
+    sources = {p.get("source", BUILTIN) for p in provenance.values()}
+    plugins = sorted(s for s in sources if s != BUILTIN and not s.startswith(IN_PROCESS))
+    scripts = sorted(s.partition(":")[2].strip() for s in sources if s.startswith(IN_PROCESS))
     tags = ["ebmkit", "energy-based-model", "pytorch", f"recipe:{recipe['name']}", f"data:{data}"]
     card_data = ModelCardData(
         library_name="ebmkit",
@@ -53,9 +55,11 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
     if picture:
         lines += [f"![model density and samples]({picture})", ""]
     install = " ".join(["torch-ebmkit", *plugins])
+    lines += ["## Use", ""]
+    if scripts:  # no package installs these: the code that registered them has to be at hand
+        lines += [f"Some components were registered in-process by {', '.join(f'`{m}`' for m in scripts)}: "
+                  "import that code before loading, or the load names what is missing.", ""]
     lines += [
-        "## Use",
-        "",
         "```bash",
         f"pip install {install}",
         f"ebmkit sample hf://{repo_id} -n 1000 -o samples.png",

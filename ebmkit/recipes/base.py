@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ebmkit.registry import BUILTIN, ComponentError, describe_errors, registry
+from ebmkit.registry import BUILTIN, IN_PROCESS, ComponentError, describe_errors, registry
 
 COMPONENTS = {
     "data": "datasets",
@@ -190,6 +190,9 @@ class Recipe(BaseModel):
             if source == BUILTIN:
                 hint = (f"it is built into ebmkit {config.get('ebmkit_version', '(unknown version)')}, "
                         f"this is ebmkit {__version__}: upgrade torch-ebmkit")
+            elif source.startswith(IN_PROCESS):
+                module = source.partition(":")[2].strip()
+                hint = f"it was registered in-process by the module '{module}': import it (it registers the component) first"
             else:
                 hint = f"it comes from the plugin package '{source}': pip install {source}"
             label = "data set" if field == "data" else field
