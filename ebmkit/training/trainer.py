@@ -354,7 +354,7 @@ class Trainer:
     def _adam(self, cls, params, **options):
         """Adam(W) with the recipe's betas and eps, fused on CPU and CUDA: one kernel over all the
         parameters, where the default steps them one by one from Python on a CPU (a tenth of a 2D
-        iteration, benchmarks/speed.md)."""
+        iteration: benchmarks/README.md, speed.py)."""
         tc = self.recipe.train
         return cls(params, betas=tc.betas, eps=tc.eps, fused=self.device.type in ("cpu", "cuda"), **options)
 
