@@ -125,10 +125,11 @@ def train(
             changes["train.compile"] = True
         if resume is not None:
             base = Recipe.from_config(run_config(resume), where=str(resume / "config.json"))
-            unsupported = set(changes) - {"train.steps", "train.device", "train.compile"}
+            # how fast, not what is trained: a run may move to another device or thread count
+            unsupported = set(changes) - {"train.steps", "train.device", "train.compile", "train.threads"}
             if unsupported:
-                _fail(f"--resume continues the saved recipe; only --steps, --device and --compile may change, "
-                      f"got {sorted(unsupported)}")
+                _fail(f"--resume continues the saved recipe; only --steps, --device, --compile and "
+                      f"--set train.threads may change, got {sorted(unsupported)}")
         elif recipe.endswith((".json", ".yaml", ".yml")):
             base = Recipe.load(recipe)
         else:

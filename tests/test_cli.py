@@ -66,6 +66,23 @@ def test_truncated_checkpoint(trained_run, tmp_path):
                           "corrupt or truncated")
 
 
+def test_resume_may_change_threads_but_not_the_recipe(trained_run, tmp_path):
+    import shutil
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(trained_run, resumed)
+    before = (resumed / "stats.jsonl").read_text()
+    assert_one_line_error(run("train", "--resume", str(resumed), "--set", "train.lr=0.5"),
+                          "--resume continues the saved recipe", "train.threads", "['train.lr']")
+    assert (resumed / "stats.jsonl").read_text() == before  # the refused call touched nothing
+    r = run("train", "--resume", str(resumed), "--steps", "6", "--set", "train.threads=1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "at step 4" in r.stderr
+    config = json.loads((resumed / "config.json").read_text())["recipe"]
+    assert config["train"]["threads"] == 1 and config["train"]["steps"] == 6
+    assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 6
+
+
 def test_not_a_run_directory(tmp_path):
     assert_one_line_error(run("eval", str(tmp_path)), "config.json not found")
 
