@@ -54,14 +54,14 @@ def run(name: str, out: Path, steps: int | None) -> dict:
 def table(rows: list[dict], header: str) -> str:
     lines = [f"# Fashion-MNIST presets on a CPU\n\n{header}\n",
              "| preset | command | iterations (+ pretraining) | wall time of the loop | FD-FMNIST first → last | fall "
-             "| best | along the way |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| best | along the way | measured |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         pre = f" (+ {r['pretrain_iterations']})" if r["pretrain_iterations"] else ""
         along = ", ".join(f"{s}: {v}" for s, v in r["curve"])
         lines.append(f"| `{r['recipe']}` | `{r['command']}` | {r['iterations']}{pre} | "
                      f"{r['train_seconds'] / 60:.1f} min | {r['fd_first']} → {r['fd_last']} | "
-                     f"{100 * r['fall']:.0f}% | {r['best']} | {along} |")
+                     f"{100 * r['fall']:.0f}% | {r['best']} | {along} | {r.get('measured', '')} |")
     lines.append("\nSample grids: `benchmarks/fmnist/<recipe>/step_N.png` at each evaluation (64 samples, fixed "
                  "seed), `final.png` at the end (the `samples.png` of the run). The first evaluation of "
                  "`dxmi_fmnist` comes after its DDPM pretraining, so its fall measures DxDP against the "
@@ -87,14 +87,14 @@ def main() -> None:
     # a run of some recipes replaces their rows and keeps the others' (each row says its own command)
     record = args.out.with_suffix(".json")
     kept = {r["recipe"]: r for r in json.loads(record.read_text())} if record.exists() else {}
-    kept.update({r["recipe"]: r for r in fresh})
+    when = f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {args.jobs} run(s) at a time"
+    kept.update({r["recipe"]: {**r, "measured": when} for r in fresh})
     rows = [kept[f"{n}_fmnist"] for n in RECIPES if f"{n}_fmnist" in kept]
-    header = (f"Rows from `python benchmarks/fmnist.py --jobs {args.jobs} --recipes ...`; latest: "
-              f"{', '.join(r['recipe'] for r in fresh)} on {time.strftime('%Y-%m-%d')}, ebmkit {ebmkit.__version__}, "
-              f"torch {torch.__version__}, {platform.processor() or platform.machine()} (2-core CPU machine, no GPU), "
-              f"one thread per run, {args.jobs} at a time. Each preset scores itself during training: FD-FMNIST of "
-              "500 EMA samples against the Fashion-MNIST test set (`train.eval_metric: fd_fmnist`; 500 real "
-              "training images score about 6.7, uniform noise about 735).")
+    header = (f"`python benchmarks/fmnist.py --jobs N [--recipes ...]` on the 2-core CPU machine (no GPU), ebmkit "
+              f"{ebmkit.__version__}, {platform.processor() or platform.machine()}, one thread per run; each row says "
+              "when it was measured. Each preset scores itself during training: FD-FMNIST of 500 EMA samples "
+              "against the Fashion-MNIST test set (`train.eval_metric: fd_fmnist`; 500 real training images score "
+              "about 6.7, uniform noise about 735).")
     args.out.with_suffix(".md").write_text(table(rows, header))
     record.write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows, header))
