@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -87,17 +88,19 @@ def main() -> None:
     # a run of some recipes replaces their rows and keeps the others' (each row says its own command)
     record = args.out.with_suffix(".json")
     kept = {r["recipe"]: r for r in json.loads(record.read_text())} if record.exists() else {}
-    when = f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {args.jobs} run(s) at a time"
+    when = (f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {os.cpu_count()} cores, "
+            f"{args.jobs} run(s) at a time")
     kept.update({r["recipe"]: {**r, "measured": when} for r in fresh})
     rows = [kept[f"{n}_fmnist"] for n in RECIPES if f"{n}_fmnist" in kept]
-    header = (f"`python benchmarks/fmnist.py --jobs N [--recipes ...]` on the 2-core CPU machine (no GPU), ebmkit "
-              f"{ebmkit.__version__}, {platform.processor() or platform.machine()}, one thread per run; each row says "
-              "when it was measured. Each preset scores itself during training: FD-FMNIST of 500 EMA samples "
+    header = (f"`python benchmarks/fmnist.py --jobs N [--recipes ...]`, ebmkit {ebmkit.__version__}, "
+              f"{platform.processor() or platform.machine()} CPU, one thread per run; each row says when and on "
+              "how many cores it was measured. Each preset scores itself during training: FD-FMNIST of 500 EMA samples "
               "against the Fashion-MNIST test set (`train.eval_metric: fd_fmnist`; 500 real training images score "
               "about 6.7, uniform noise about 735).")
-    args.out.with_suffix(".md").write_text(table(rows, header))
+    text = table(rows, header)
+    args.out.with_suffix(".md").write_text(text)
     record.write_text(json.dumps(rows, indent=1) + "\n")
-    print(table(rows, header))
+    print(text)
 
 
 if __name__ == "__main__":
