@@ -385,11 +385,15 @@ def show(
 def list_cmd(
     kind: Optional[str] = typer.Argument(None, help="one kind: schedules, energies, networks, samplers, divergences, datasets, recipes"),
     pattern: str = typer.Option("*", "--filter", help="shell-style name filter, e.g. 'ddpm*'"),
+    compatible: bool = typer.Option(False, "--compatible", help="print which schedules × energies × samplers × "
+                                    "divergences assemble (each at its defaults) instead"),
 ):
     """List registered components: name, kind and where each comes from."""
     import ebmkit  # noqa: F401  (registers the built-ins)
     from ebmkit.registry import REGISTRIES, ComponentError, registry
 
+    if compatible:
+        return _print_matrix()
     try:
         kinds = [registry(kind)] if kind else list(REGISTRIES.values())
     except ComponentError as exc:
@@ -408,6 +412,26 @@ def list_cmd(
     out.print(table)
     if broken:
         err.print(f"[yellow]{broken} plugin component(s) failed to load; the rest work[/]")
+
+
+def _print_matrix() -> None:
+    from ebmkit.compose import matrix
+
+    names, cells = matrix()
+    table = Table(title="What assembles, every component at its defaults: the schedules that work with each "
+                        "sampler, divergence and energy (— none)", title_justify="left")
+    for col in ("sampler", "divergence", *names["energy"]):
+        table.add_column(col)
+    def cell(schedules: list[str]) -> str:
+        return "—" if not schedules else "all" if schedules == names["schedule"] else ", ".join(schedules)
+
+    for (sampler, divergence), by_energy in cells.items():
+        table.add_row(sampler, divergence, *(cell(by_energy.get(e, [])) for e in names["energy"]))
+    out.print(table)
+    pairs = len(names["sampler"]) * len(names["divergence"])
+    out.print(f"{len(cells)} of {pairs} sampler × divergence pairs assemble; schedules: {', '.join(names['schedule'])}. "
+              "Options can change a cell (e.g. sampler.b_square gives Langevin a step of its own): an assembly "
+              "that does not work says what it lacks and who provides it.", highlight=False)
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: every recipe on one footing.")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ebmkit.networks import build_network
 from ebmkit.random import PerSampleGenerator
-from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES, ComponentError
+from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES
 
 
 def weights_kind(weights_file: str) -> str:
@@ -39,18 +39,6 @@ class EnergyModel(nn.Module):
         self.divergence = DIVERGENCES.build(recipe.divergence, schedule=self.schedule)
         self.sampler = SAMPLERS.build(recipe.sampler, schedule=self.schedule, shape=self.shape, energy=self.energy,
                                       data_energy=self.divergence.data_energy)
-        if self.sampler.needs_generator_objective and not self.divergence.trains_generators:
-            raise ComponentError(
-                f"sampler '{recipe.sampler['name']}' is trained by the divergence's generator objective, "
-                f"but divergence '{recipe.divergence['name']}' has none; use one of: "
-                + ", ".join(n for n in DIVERGENCES.names() if DIVERGENCES.get(n).obj.trains_generators)
-            )
-        if self.divergence.trains_generators and not self.sampler.needs_generator_objective:
-            raise ComponentError(
-                f"divergence '{recipe.divergence['name']}' trains the sampler's generator, but sampler "
-                f"'{recipe.sampler['name']}' has none; use one of: "
-                + ", ".join(n for n in SAMPLERS.names() if SAMPLERS.get(n).obj.needs_generator_objective)
-            )
 
     @property
     def device(self) -> torch.device:

@@ -100,7 +100,9 @@ def describe_errors(err: ValidationError, model: type[BaseModel]) -> str:
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(options)"
         cause = e.get("ctx", {}).get("error")
-        if e["type"] == "extra_forbidden":
+        if not e["loc"] and isinstance(cause, ComponentError):  # a whole-model check (Recipe's assembly)
+            problems.append(str(cause))
+        elif e["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key; allowed: {', '.join(_fields_at(model, e['loc'][:-1]))}")
         elif isinstance(cause, ComponentError):  # a nested spec's error already says it all
             problems.append(f"{where}: {cause}")
@@ -219,20 +221,26 @@ class Registry(Generic[T]):
             return {"name": name}
         return {"name": name, **self._options(entry, options).model_dump(mode="json")}
 
-    def build(self, spec: Any, **deps: Any) -> Any:
+    def parse(self, spec: Any) -> tuple[Entry, BaseModel | None]:
+        """The entry a spec names and its validated options (None for a component without any)."""
         name, options = parse_spec(spec, self.kind)
         entry = self.get(name)
         if entry.options is None:
             self.validate(spec)
+            return entry, None
+        return entry, self._options(entry, options)
+
+    def build(self, spec: Any, **deps: Any) -> Any:
+        entry, parsed = self.parse(spec)
+        if parsed is None:
             return entry.obj(**deps)
-        parsed = self._options(entry, options)
         try:
             return entry.obj(parsed, **deps)
         except ValueError as exc:
             if type(exc) is not ValueError:  # typed errors (DataError, ComponentError) say enough
                 raise
             # a constructor's own check, e.g. an assembly that cannot work: name the component
-            raise ComponentError(f"{self.kind} '{name}': {exc}") from None
+            raise ComponentError(f"{self.kind} '{entry.name}': {exc}") from None
 
     def _options(self, entry: Entry, options: dict) -> BaseModel:
         try:

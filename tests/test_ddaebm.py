@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from ebmkit import Recipe
+from ebmkit import Recipe, RecipeError
 from ebmkit.divergences.adversarial import gaussian_nll, kl_to_standard_normal
 from ebmkit.model import EnergyModel
 from ebmkit.registry import DIVERGENCES, ENERGIES, NETWORKS, SAMPLERS, SCHEDULES, ComponentError
@@ -333,9 +333,9 @@ def test_denoising_step_on_the_level_0_energy():
 
 # -- assembly ---------------------------------------------------------------------------------
 def test_adversarial_sampler_needs_a_generator_objective():
-    recipe = Recipe.from_name("ddaebm").override({"divergence": "recovery_likelihood"})
-    with pytest.raises(ComponentError, match="jeffrey, kl, reverse_kl"):
-        EnergyModel(recipe, (2,))
+    with pytest.raises(RecipeError, match="sampler 'adversarial' needs a divergence that provides "
+                                          "'generator_objective'.*Divergences that do: jeffrey, kl, reverse_kl"):
+        Recipe.from_name("ddaebm").override({"divergence": "recovery_likelihood"})
 
 
 @pytest.mark.parametrize("name", ["kl", "reverse_kl"])

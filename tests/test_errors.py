@@ -74,12 +74,15 @@ CASES = {
     "resume missing": (["train", "--resume", "{d}/absent"], ["absent", "not an ebmkit run directory"]),
     "pretraining a sampler that cannot": (["train", "--set", "train.pretrain_steps=10", "--steps", "1", "--out", "{d}/pre"],
                                           ["train.pretrain_steps is 10", "'langevin'", "set it to 0"]),
-    # assemblies that cannot work: refused when the model is built, before the run directory
-    "dp_policy value on a per-level energy": (["train", "--set", "sampler=dp_policy", "--steps", "1", "--out", "{d}/run"],
-                                              ["'dp_policy'", "levels 0..6", "energy=scalar", "time_independent"]),
+    # assemblies that cannot work: refused when the recipe is validated, before the run directory
+    "dp_policy value on a per-level energy": (
+        ["train", "--set", "sampler=dp_policy", "--steps", "1", "--out", "{d}/run"],
+        ["sampler 'dp_policy' needs an energy that provides 'level_T'", "energy 'drl' does not", "scalar",
+         "set sampler.value=time_independent"]),
     "adversarial divergence without a generator": (
         ["train", "--recipe", "ddaebm", "--set", "sampler=dp_policy", "--steps", "1", "--out", "{d}/run"],
-        ["divergence 'jeffrey'", "sampler 'dp_policy' has none", "adversarial"]),
+        ["divergence 'jeffrey' needs a sampler that provides 'latent_generator'", "sampler 'dp_policy' does not",
+         "Samplers that do: adversarial"]),
     "resume not a run": (["train", "--resume", "{d}", "--steps", "5"], ["not an ebmkit run directory"]),
     "sample not a run": (["sample", "{d}", "-o", "{d}/s.npy"], ["config.json not found"]),
     "run config a list": (["sample", "{d}/list-run", "-o", "{d}/s.npy"], ["config.json", "no 'recipe' mapping"]),

@@ -26,6 +26,7 @@ from pydantic import Field
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Need
 from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
@@ -59,9 +60,19 @@ class AdversarialDivergence(Divergence):
     """Shared energy step and bounds; subclasses pick which KL the generator minimises."""
 
     Options = AdversarialOptions
-    trains_generators = True
     forward_kl: bool = True  # KL(q_ψ ‖ p_θ), mode seeking
     reverse_kl: bool = True  # KL(p_θ ‖ q_ψ), mass covering
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"generator_objective"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        needs = (Need("sampler", "latent_generator"),)
+        if tuple(options.importance_weight) != (1.0, 1.0):
+            needs += (Need("schedule", "diffusion_times", instead="set divergence.importance_weight=[1, 1]"),)
+        return needs
 
     def __init__(self, options, *, schedule):
         super().__init__(options, schedule=schedule)

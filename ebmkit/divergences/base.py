@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ebmkit.compose import Declares
 from ebmkit.types import LossOutput, TrainingBatch
 
 
-class Divergence:
-    trains_generators: bool = False
-    """True when `sampler_loss` is the sampler's objective (DDAEBM's generator divergences)."""
+class Divergence(Declares):
+    """What the energy minimises (`energy_loss`) and, where it provides a 'generator_objective',
+    what the sampler's generator minimises (`sampler_loss`)."""
 
     @property
     def differentiates_twice(self) -> bool:

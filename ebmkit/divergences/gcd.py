@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from ebmkit.compose import Need
 from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
@@ -29,6 +30,10 @@ class GeneralizedContrastiveDivergence(Divergence):
 
     class Options(Options):
         gamma: float = Field(1.0, ge=0, description="γ of the energy-magnitude term (1 in every DxMI experiment)")
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return (Need("sampler", "fresh_samples"),)
 
     def training_batch(self, x0: Tensor, generator=None) -> TrainingBatch:
         """Positives are the clean data at level 0; there is nothing to condition on."""

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ebmkit.compose import Need
 from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
@@ -28,6 +29,10 @@ class RecoveryLikelihood(Divergence):
         contrast: Literal["network", "energy"] = "network"
         shared_noise: bool = False
         """CDRL's variance reduction: x_t and x_{t+1} share one ε (right marginals)."""
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return (Need("sampler", "recovery_negatives"),)
 
     def __init__(self, options, *, schedule):
         super().__init__(options, schedule=schedule)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ebmkit.compose import Declares
 from ebmkit.schedules.base import NoiseSchedule
 
 
-class Energy(nn.Module):
+class Energy(nn.Module, Declares):
     """A parameterisation wrapped around a network (the backbone lives in `ebmkit.networks`).
 
     ``network_output`` says what the network must return: one scalar per sample ("scalar") or
@@ -16,6 +17,11 @@ class Energy(nn.Module):
     """
 
     network_output: str = "scalar"
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        """A level-conditioned network is an energy at every level, the prior's T included."""
+        return frozenset({"level_T"})
 
     def __init__(self, options, *, network: nn.Module, schedule: NoiseSchedule):
         super().__init__()

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 from torch import Tensor
 
+from ebmkit.compose import Need
 from ebmkit.energies.base import Energy
 from ebmkit.registry import ENERGIES, Options
 
@@ -42,6 +43,15 @@ class DRLScaledEnergy(Energy):
     class Options(Options):
         b_square: float = Field(2e-4, gt=0, description="b² of s_t² = b² c_t σ²_{t+1}")
         c_rule: Literal["sigma_ratio", "constant"] = "sigma_ratio"
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        # scaled by s_t², t = 0..T−1: a pair's lower level, never the prior's T
+        return frozenset({"step_sizes"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return (Need("schedule", "level0_noise"),)
 
     def __init__(self, options, *, network, schedule):
         super().__init__(options, network=network, schedule=schedule)

@@ -2,8 +2,10 @@
 
     Recipe.from_name("drl").override({"train.steps": 500, "data": "checkerboard"}).fit()
 
-A recipe validates every component spec against its registry when it is made, so a typo in a
-name or an option fails before any training starts, with one message that says what is allowed.
+A recipe validates every component spec against its registry when it is made, and the four
+components against each other's declarations (`ebmkit.compose`), so a typo in a name or an
+option, or an assembly that cannot work, fails before any training starts, with one message
+that says what is allowed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ebmkit import compose
 
 from ebmkit.registry import BUILTIN, IN_PROCESS, ComponentError, describe_errors, registry
 
@@ -123,6 +127,11 @@ class Recipe(BaseModel):
     @classmethod
     def _validate_component(cls, spec: Any, info) -> dict:
         return registry(COMPONENTS[info.field_name]).validate(spec)
+
+    @model_validator(mode="after")
+    def _assembles(self) -> "Recipe":
+        compose.check({slot: getattr(self, slot) for slot in compose.SLOTS})
+        return self
 
     # -- construction -------------------------------------------------------------------
     @classmethod

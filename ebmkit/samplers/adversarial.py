@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Need
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
@@ -34,7 +35,6 @@ class AdversarialSampler(Sampler):
     """DDAEBM: generator G(x_{t+1}, z, t) → x̂_0, posterior draw of x_t; encoder q_φ(z | x_t, x_{t+1}, t)."""
 
     learnable = True
-    needs_generator_objective = True
 
     class Options(SamplerOptions):
         generator: Any = Field(default_factory=lambda: dict(_TOY_NET), description="network spec of G_ψ")
@@ -48,6 +48,14 @@ class AdversarialSampler(Sampler):
         @classmethod
         def _network(cls, spec):
             return NETWORKS.validate(spec)
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"latent_generator"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return (Need("divergence", "generator_objective"),)
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)

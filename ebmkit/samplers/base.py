@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from ebmkit.compose import Declares
 from ebmkit.registry import Options
 from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.types import LossOutput, TrainingBatch
@@ -24,16 +25,15 @@ def _level0_energy(energy: nn.Module, x: Tensor) -> Tensor:
     return energy(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
 
 
-class Sampler(nn.Module):
+class Sampler(nn.Module, Declares):
     """Produces negatives (`sample`) and generates from the prior (`generate`).
 
-    A learnable sampler has parameters (its own optimizer group) and a `loss`, unless
-    ``needs_generator_objective``: then the divergence's `sampler_loss` trains it.
+    A learnable sampler has parameters (its own optimizer group) and a `loss`, unless it
+    needs a 'generator_objective' (ebmkit.compose): then the divergence's `sampler_loss` trains it.
     """
 
     Options = SamplerOptions
     learnable: bool = False
-    needs_generator_objective: bool = False
 
     def __init__(self, options, *, schedule, shape: tuple[int, ...], energy: nn.Module | None = None,
                  data_energy: Callable | None = None):

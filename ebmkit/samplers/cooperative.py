@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Need, declaration
 from ebmkit.networks.init import zero_output_layer
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
@@ -50,7 +51,19 @@ class CooperativeSampler(Sampler):
         @field_validator("refine")
         @classmethod
         def _refine(cls, spec):
-            return SAMPLERS.validate(spec)
+            spec = SAMPLERS.validate(spec)
+            refiner = SAMPLERS.get(spec["name"]).obj
+            if getattr(refiner, "learnable", False) or not hasattr(refiner, "refine"):
+                raise ValueError("refine must be a non-learnable sampler with a refine stage, as langevin is")
+            return spec
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"recovery_negatives"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return declaration("sampler", options.refine)[1]  # the refinement's: it is the chain
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
@@ -59,8 +72,6 @@ class CooperativeSampler(Sampler):
         zero_output_layer(self.initializer)
         self.refiner = SAMPLERS.build(options.refine, schedule=schedule, shape=shape, energy=energy,
                                       data_energy=data_energy)
-        if self.refiner.learnable or not hasattr(self.refiner, "refine"):
-            raise ValueError(f"refine must be a non-learnable sampler with a refine stage, got '{options.refine['name']}'")
         s = schedule
         self.register_buffer("proposal_std", (s.posterior_variance.sqrt() * s.recovery_scale).float(), persistent=False)
         self._proposal: Tensor | None = None

@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Need
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
@@ -84,15 +85,19 @@ class DiffusionPolicySampler(Sampler):
         def _network(cls, spec):
             return NETWORKS.validate(spec)
 
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"fresh_samples"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        if options.value == "time_dependent":  # the TD sweep reads V(x_T, T)
+            return (Need("energy", "level_T", instead="set sampler.value=time_independent"),)
+        return ()
+
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         T, dim = schedule.num_levels, math.prod(self.shape)
-        defined = getattr(energy, "step_sizes", None)  # an energy scaled per level defines levels 0..len−1 only
-        if options.value == "time_dependent" and defined is not None and len(defined) < T + 1:
-            raise ValueError(
-                f"the value V(x, k) = E(x, k) is needed at levels 0..{T}, but the energy is scaled per level "
-                f"and defines levels 0..{len(defined) - 1} only; use energy=scalar or sampler.value=time_independent"
-            )
         self.eps_net = build_network(options.network, shape=self.shape, num_levels=T, out_dim=dim)
         sigma = schedule.posterior_variance.sqrt().float()  # σ̂_j, the DDPM posterior std
         sigma[0] = options.last_sigma

@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Need
 from ebmkit.registry import SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions, TrainingBatch
 
@@ -39,6 +40,16 @@ class LangevinSampler(Sampler):
         c_rule: Literal["sigma_ratio", "constant"] = "sigma_ratio"
         noise_scale: float = Field(1.0, ge=0, description="λ while training")
         generate_noise_scale: float = Field(0.99, ge=0, description="λ when generating")
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"recovery_negatives"})
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        if options.b_square is None:
+            return (Need("energy", "step_sizes", instead="set sampler.b_square (e.g. 2e-4) for a step of its own"),)
+        return (Need("schedule", "level0_noise"),)
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)

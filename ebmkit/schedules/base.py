@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 import ebmkit.random as rnd
+from ebmkit.compose import Declares
 from ebmkit.registry import Options
 
 
@@ -31,8 +32,13 @@ def _gather(table: Tensor, t: Tensor, like: Tensor) -> Tensor:
     return out.reshape(out.shape + (1,) * (like.dim() - out.dim()))
 
 
-class NoiseSchedule(ABC):
+class NoiseSchedule(ABC, Declares):
     Options = ScheduleOptions
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        """'level0_noise' when σ̄_0 > 0 (the schedule's tables are cheap to build)."""
+        return frozenset({"level0_noise"}) if cls(options).sigmas_cumprod[0] > 0 else frozenset()
 
     def __init__(self, options: ScheduleOptions):
         self.config = options

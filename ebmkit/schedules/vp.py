@@ -38,6 +38,10 @@ class VPSchedule(NoiseSchedule):
                 raise ValueError("spacing 'drl' needs num_levels ≥ 2")
             return self
 
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return super().provides(options) | {"diffusion_times"}
+
     def times(self) -> torch.Tensor:
         c = self.config
         T = c.num_levels

@@ -1,0 +1,139 @@
+"""Declared compatibility: what each component needs from the other three, and what it provides.
+
+Every schedule, energy, sampler and divergence class answers two questions from its options
+alone: ``provides(options)``, the capabilities it offers, and ``needs(options)``, the
+capabilities it asks of another slot. An assembly works when every need is met. `problems`
+lists the unmet ones, each naming both components, the capability and who provides it;
+`Recipe` validation raises them, so an incompatible recipe fails before anything is built.
+`assemblies` walks every registered combination, for ``ebmkit list --compatible`` and tests.
+
+A plugin component declares the same way (subclassing a base class gives it the base's
+declarations); a class that declares nothing needs and provides nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from ebmkit.registry import ComponentError, parse_spec, registry
+
+KINDS = {"schedule": "schedules", "energy": "energies", "sampler": "samplers", "divergence": "divergences"}
+SLOTS = tuple(KINDS)
+"""The four slots of an assembly (`Recipe`'s fields of the same names) and their registries."""
+
+CAPABILITIES: dict[str, str] = {
+    # schedules
+    "level0_noise": "σ̄_0 > 0 at level 0, which the recovery Langevin step s_t² = b² c_t σ²_{t+1} divides by",
+    "diffusion_times": "a continuous diffusion time per level, of which the importance weight w_τ is a function",
+    # energies
+    "step_sizes": "a per-level Langevin step s_t² of its own, as DRL's f = g/s_t² has",
+    "level_T": "an energy at level T as well, the prior's level, for a time-conditioned value V(x, T)",
+    # samplers
+    "recovery_negatives": "negatives y = a_{t+1} x_t of each level's recovery likelihood, drawn given x_{t+1}",
+    "latent_generator": "negatives x_t drawn given x_{t+1} by a generator G(x_{t+1}, z, t), with an encoder of z "
+                        "from (x_t, x_{t+1}) for its entropy bound and ELBO",
+    "fresh_samples": "level-0 samples drawn from the prior, independent of the training batch",
+    # divergences
+    "generator_objective": "a loss for the sampler's generator, which the energy's loss does not train",
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    """A capability one component asks of the component in another slot."""
+
+    slot: str
+    capability: str
+    instead: str = ""
+    """Another way to meet it, said in the error, e.g. "set sampler.b_square (e.g. 2e-4)"."""
+
+    def __post_init__(self):
+        if self.slot not in SLOTS:
+            raise ValueError(f"Need.slot must be one of {', '.join(SLOTS)}, got {self.slot!r}")
+        if self.capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {self.capability!r}; known: {', '.join(CAPABILITIES)}")
+
+
+class Declares:
+    """The declaration interface; the four base classes inherit it and components override it."""
+
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset()
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        return ()
+
+
+def declaration(slot: str, spec: Any) -> tuple[frozenset[str], tuple[Need, ...]]:
+    """(provides, needs) of one component spec, from its class and validated options."""
+    entry, options = registry(KINDS[slot]).parse(spec)
+    provides, needs = getattr(entry.obj, "provides", None), getattr(entry.obj, "needs", None)
+    return (frozenset(provides(options)) if provides else frozenset(), tuple(needs(options)) if needs else ())
+
+
+def providers(slot: str, capability: str) -> list[str]:
+    """Registered components of ``slot`` that provide ``capability`` at their default options."""
+    names = []
+    for name in registry(KINDS[slot]).names():
+        try:
+            if capability in declaration(slot, name)[0]:
+                names.append(name)
+        except ComponentError:  # a broken plugin provides nothing
+            continue
+    return names
+
+
+def problems(assembly: dict[str, Any]) -> list[str]:
+    """Every unmet need of an assembly {slot: spec}, one sentence each ([] when it works)."""
+    declared = {slot: declaration(slot, assembly[slot]) for slot in SLOTS}
+    names = {slot: parse_spec(assembly[slot], KINDS[slot])[0] for slot in SLOTS}
+    unmet = []
+    for slot in SLOTS:
+        for need in declared[slot][1]:
+            if need.capability in declared[need.slot][0]:
+                continue
+            article = "an" if need.slot[0] in "aeiou" else "a"
+            others = ", ".join(providers(need.slot, need.capability)) or "(none registered)"
+            message = (f"{slot} '{names[slot]}' needs {article} {need.slot} that provides '{need.capability}' "
+                       f"— {CAPABILITIES[need.capability]}; {need.slot} '{names[need.slot]}' does not. "
+                       f"{KINDS[need.slot].capitalize()} that do: {others}")
+            unmet.append(message + (f"; or {need.instead}" if need.instead else ""))
+    return unmet
+
+
+def check(assembly: dict[str, Any]) -> None:
+    """Raise `ComponentError` with every unmet need of the assembly."""
+    unmet = problems(assembly)
+    if unmet:
+        raise ComponentError("incompatible components: " + " | ".join(unmet))
+
+
+def assemblies(choices: dict[str, Iterable[Any]] | None = None) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """(assembly, problems) for every combination of ``choices`` (default: every registered name)."""
+    choices = choices or {slot: registry(KINDS[slot]).names() for slot in SLOTS}
+    for combo in itertools.product(*(list(choices[slot]) for slot in SLOTS)):
+        assembly = dict(zip(SLOTS, combo))
+        yield assembly, problems(assembly)
+
+
+def matrix() -> tuple[dict[str, list[str]], dict[tuple[str, str], dict[str, list[str]]]]:
+    """Which registered components assemble, each at its defaults: the names per slot, and for
+    each sampler × divergence pair that assembles at all, energy → the schedules that work."""
+    names = {slot: [] for slot in SLOTS}
+    for slot in SLOTS:
+        for name in registry(KINDS[slot]).names():
+            try:
+                declaration(slot, name)
+                names[slot].append(name)
+            except ComponentError:  # a broken plugin is listed by `ebmkit list`, not here
+                continue
+    cells: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for assembly, unmet in assemblies(names):
+        if not unmet:
+            pair = (assembly["sampler"], assembly["divergence"])
+            cells.setdefault(pair, {}).setdefault(assembly["energy"], []).append(assembly["schedule"])
+    return names, cells
