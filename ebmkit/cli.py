@@ -326,14 +326,23 @@ def evaluate_cmd(
 
 
 def _component_text(reg, name: str, fmt: str) -> str:
-    """A component's spec with every default filled in; in YAML each option carries its description."""
+    """A component's spec with every default filled in; in YAML each option carries its description
+    and, for the four slots, the component's declarations."""
     import yaml
+
+    from ebmkit import compose
 
     entry, spec = reg.get(name), reg.validate(name)
     if fmt == "json":
         return json.dumps(spec, indent=2) + "\n"
     fields = entry.options.model_fields if entry.options else {}
     lines = [f"# {reg.kind} '{name}' ({entry.source}): {entry.summary}"]
+    slot = {kind: slot for slot, kind in compose.KINDS.items()}.get(reg.kind)
+    if slot:  # its declarations at these options (ebmkit.compose)
+        provides, needs = compose.declaration(slot, name)
+        lines.append(f"# provides: {', '.join(sorted(provides)) or '(nothing)'}")
+        lines.append("# needs: " + ("; ".join(f"{n.slot} {n.capability}" + (f" (or {n.instead})" if n.instead else "")
+                                             for n in needs) or "(nothing)"))
     for key, value in spec.items():
         text = yaml.safe_dump({key: value}, sort_keys=False, width=1000).rstrip("\n")
         description = fields[key].description if key in fields else None

@@ -143,3 +143,16 @@ def test_list_compatible_prints_the_matrix():
     assert ("dp_policy", "gcd", "—", "all", "all") in rows
     assert len(rows) == 6
     assert "6 of 20 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
+
+
+def test_show_prints_a_components_declarations():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EBMKIT_NO_PLUGINS": "1"}
+    r = subprocess.run([sys.executable, "-m", "ebmkit", "show", "dp_policy"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "# provides: fresh_samples\n" in r.stdout
+    assert "# needs: energy level_T (or set sampler.value=time_independent)\n" in r.stdout
