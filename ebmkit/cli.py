@@ -338,7 +338,7 @@ def _component_text(reg, name: str, fmt: str) -> str:
     fields = entry.options.model_fields if entry.options else {}
     lines = [f"# {reg.kind} '{name}' ({entry.source}): {entry.summary}"]
     slot = {kind: slot for slot, kind in compose.KINDS.items()}.get(reg.kind)
-    if slot:  # its declarations at these options (ebmkit.compose)
+    if slot:  # its declarations at its defaults (ebmkit.compose)
         provides, needs = compose.declaration(slot, name)
         lines.append(f"# provides: {', '.join(sorted(provides)) or '(nothing)'}")
         lines.append("# needs: " + ("; ".join(f"{n.slot} {n.capability}" + (f" (or {n.instead})" if n.instead else "")
@@ -402,6 +402,8 @@ def list_cmd(
     from ebmkit.registry import REGISTRIES, ComponentError, registry
 
     if compatible:
+        if kind or pattern != "*":
+            _fail("--compatible prints every kind's components: it takes no KIND and no --filter")
         return _print_matrix()
     try:
         kinds = [registry(kind)] if kind else list(REGISTRIES.values())
@@ -427,6 +429,7 @@ def _print_matrix() -> None:
     from ebmkit.compose import matrix
 
     names, cells = matrix()
+
     table = Table(title="What assembles, every component at its defaults: the schedules that work with each "
                         "sampler, divergence and energy (— none)", title_justify="left")
     for col in ("sampler", "divergence", *names["energy"]):

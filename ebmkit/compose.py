@@ -7,8 +7,9 @@ lists the unmet ones, each naming both components, the capability and who provid
 `Recipe` validation raises them, so an incompatible recipe fails before anything is built.
 `assemblies` walks every registered combination, for ``ebmkit list --compatible`` and tests.
 
-A plugin component declares the same way (subclassing a base class gives it the base's
-declarations); a class that declares nothing needs and provides nothing.
+A plugin component declares the same way. A subclass inherits its base's declarations: a
+schedule provides 'level0_noise' when its σ̄_0 > 0, a sampler with ``denoise`` needs it; a
+class that declares nothing else provides and needs nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ SLOTS = tuple(KINDS)
 
 CAPABILITIES: dict[str, str] = {
     # schedules
-    "level0_noise": "σ̄_0 > 0 at level 0, which the recovery Langevin step s_t² = b² c_t σ²_{t+1} divides by",
+    "level0_noise": "σ̄_0 > 0, some noise kept at level 0: the recovery Langevin step s_t² = b² c_t σ²_{t+1} "
+                    "divides by it, and the final Tweedie step σ̄_0² ∇E is nothing without it",
     "diffusion_times": "a continuous diffusion time per level, of which the importance weight w_τ is a function",
     # energies
     "step_sizes": "a per-level Langevin step s_t² of its own, as DRL's f = g/s_t² has",
@@ -72,7 +74,12 @@ def declaration(slot: str, spec: Any) -> tuple[frozenset[str], tuple[Need, ...]]
     """(provides, needs) of one component spec, from its class and validated options."""
     entry, options = registry(KINDS[slot]).parse(spec)
     provides, needs = getattr(entry.obj, "provides", None), getattr(entry.obj, "needs", None)
-    return (frozenset(provides(options)) if provides else frozenset(), tuple(needs(options)) if needs else ())
+    try:  # a schedule's provides builds it: its own checks of the options speak here
+        return (frozenset(provides(options)) if provides else frozenset(), tuple(needs(options)) if needs else ())
+    except ComponentError:
+        raise
+    except ValueError as exc:
+        raise ComponentError(f"{KINDS[slot]} '{entry.name}': {exc}") from None
 
 
 def providers(slot: str, capability: str) -> list[str]:
@@ -100,7 +107,7 @@ def problems(assembly: dict[str, Any]) -> list[str]:
             others = ", ".join(providers(need.slot, need.capability)) or "(none registered)"
             message = (f"{slot} '{names[slot]}' needs {article} {need.slot} that provides '{need.capability}' "
                        f"— {CAPABILITIES[need.capability]}; {need.slot} '{names[need.slot]}' does not. "
-                       f"{KINDS[need.slot].capitalize()} that do: {others}")
+                       f"{KINDS[need.slot].capitalize()} that do at their defaults: {others}")
             unmet.append(message + (f"; or {need.instead}" if need.instead else ""))
     return unmet
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ebmkit import compose
 from ebmkit.networks import build_network
 from ebmkit.random import PerSampleGenerator
 from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES
@@ -27,6 +28,9 @@ class EnergyModel(nn.Module):
 
     def __init__(self, recipe, shape: tuple[int, ...]):
         super().__init__()
+        # a recipe is checked when it is made; this catches one changed without validation
+        # (model_copy, or a failed assignment, which pydantic leaves in place)
+        compose.check({slot: getattr(recipe, slot) for slot in compose.SLOTS})
         self.recipe, self.shape = recipe, tuple(shape)
         # where the weights came from; `push_to_hub` takes the run's eval.json and density.png
         self.source_dir: Path | None = None

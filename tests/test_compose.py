@@ -11,15 +11,16 @@ from ebmkit.registry import BUILTIN, ComponentError, parse_spec, registry
 from ebmkit.training import Trainer
 
 # Every built-in component, at its defaults, plus the option values that change a declaration
-# (a Langevin step of the sampler's own, a time-independent value, importance weights, a
-# schedule without level-0 noise); the DDPM schedules get 8 levels instead of 1000 to stay quick.
+# (a Langevin step of the sampler's own, a time-independent value, importance weights, the
+# final Tweedie step, a schedule without level-0 noise); the DDPM schedules get 8 levels instead of 1000 to stay quick.
 CHOICES = {
     "schedule": ["drl", "vp", {"name": "vp", "eps": 0.0}, "cosine_logsnr",
                  {"name": "ddpm_linear", "num_levels": 8}, {"name": "ddpm_cosine", "num_levels": 8}],
     "energy": ["scalar", "drl", "residual_norm"],
     "sampler": ["langevin", {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"},
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
-                "adversarial", "dp_policy", {"name": "dp_policy", "value": "time_independent"}],
+                "adversarial", {"name": "adversarial", "denoise": True},
+                "dp_policy", {"name": "dp_policy", "value": "time_independent"}],
     "divergence": ["recovery_likelihood", "jeffrey", "kl", "reverse_kl", "gcd",
                    {"name": "jeffrey", "importance_weight": (0.6, 0.2)}],
 }
@@ -71,7 +72,7 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
     for mixed in [("drl", "scalar", "adversarial", "recovery_likelihood"), ("vp", "scalar", "langevin", "gcd"),
                   ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl")]:
         assert mixed not in allowed
-    assert (len(ALLOWED), len(FORBIDDEN)) == (101, 655)
+    assert (len(ALLOWED), len(FORBIDDEN)) == (131, 733)
 
 
 @pytest.mark.parametrize("assembly", [a for a, _ in FORBIDDEN], ids=[_id(a) for a, _ in FORBIDDEN])

@@ -334,7 +334,7 @@ def test_denoising_step_on_the_level_0_energy():
 # -- assembly ---------------------------------------------------------------------------------
 def test_adversarial_sampler_needs_a_generator_objective():
     with pytest.raises(RecipeError, match="sampler 'adversarial' needs a divergence that provides "
-                                          "'generator_objective'.*Divergences that do: jeffrey, kl, reverse_kl"):
+                                          "'generator_objective'.*Divergences that do at their defaults: jeffrey, kl, reverse_kl"):
         Recipe.from_name("ddaebm").override({"divergence": "recovery_likelihood"})
 
 

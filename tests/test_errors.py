@@ -82,7 +82,7 @@ CASES = {
     "adversarial divergence without a generator": (
         ["train", "--recipe", "ddaebm", "--set", "sampler=dp_policy", "--steps", "1", "--out", "{d}/run"],
         ["divergence 'jeffrey' needs a sampler that provides 'latent_generator'", "sampler 'dp_policy' does not",
-         "Samplers that do: adversarial"]),
+         "Samplers that do at their defaults: adversarial"]),
     "resume not a run": (["train", "--resume", "{d}", "--steps", "5"], ["not an ebmkit run directory"]),
     "sample not a run": (["sample", "{d}", "-o", "{d}/s.npy"], ["config.json not found"]),
     "run config a list": (["sample", "{d}/list-run", "-o", "{d}/s.npy"], ["config.json", "no 'recipe' mapping"]),

@@ -18,11 +18,6 @@ class Energy(nn.Module, Declares):
 
     network_output: str = "scalar"
 
-    @classmethod
-    def provides(cls, options) -> frozenset[str]:
-        """A level-conditioned network is an energy at every level, the prior's T included."""
-        return frozenset({"level_T"})
-
     def __init__(self, options, *, network: nn.Module, schedule: NoiseSchedule):
         super().__init__()
         self.config, self.network, self.schedule = options, network, schedule

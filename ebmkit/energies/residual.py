@@ -25,6 +25,10 @@ class ResidualNormEnergy(Energy):
     class Options(Options):
         zero_init: bool = Field(True, description="U's last layer starts at zero: E = ½‖x‖² (DDAEBM's init_scale 0)")
 
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"level_T"})  # the network embeds any level, the prior's T included
+
     def __init__(self, options, *, network, schedule):
         super().__init__(options, network=network, schedule=schedule)
         if options.zero_init:

@@ -25,6 +25,10 @@ class ScalarEnergy(Energy):
     class Options(Options):
         base_precision: float = Field(0.0, ge=0, description="c of the added ½c‖x‖² (0: the network alone)")
 
+    @classmethod
+    def provides(cls, options) -> frozenset[str]:
+        return frozenset({"level_T"})  # the network embeds any level, the prior's T included
+
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         energy = self.network(x, t)
         if self.config.base_precision:

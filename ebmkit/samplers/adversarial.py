@@ -55,7 +55,7 @@ class AdversarialSampler(Sampler):
 
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
-        return (Need("divergence", "generator_objective"),)
+        return super().needs(options) + (Need("divergence", "generator_objective"),)
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)

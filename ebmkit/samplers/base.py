@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from ebmkit.compose import Declares
+from ebmkit.compose import Declares, Need
 from ebmkit.registry import Options
 from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.types import LossOutput, TrainingBatch
@@ -34,6 +34,11 @@ class Sampler(nn.Module, Declares):
 
     Options = SamplerOptions
     learnable: bool = False
+
+    @classmethod
+    def needs(cls, options) -> tuple[Need, ...]:
+        """The final Tweedie step moves by σ̄_0² ∇E: nothing on a schedule whose level 0 is noise-free."""
+        return (Need("schedule", "level0_noise", instead="set sampler.denoise=false"),) if options.denoise else ()
 
     def __init__(self, options, *, schedule, shape: tuple[int, ...], energy: nn.Module | None = None,
                  data_energy: Callable | None = None):

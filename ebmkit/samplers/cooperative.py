@@ -14,6 +14,7 @@ into y^K, and the initializer learns from the refinement displacement:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -63,7 +64,10 @@ class CooperativeSampler(Sampler):
 
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
-        return declaration("sampler", options.refine)[1]  # the refinement's: it is the chain
+        # the refinement's needs are the chain's; an option that meets one is the refine stage's
+        refine = tuple(replace(n, instead=n.instead.replace("sampler.", "sampler.refine.", 1))
+                       for n in declaration("sampler", options.refine)[1])
+        return super().needs(options) + refine
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)

@@ -92,8 +92,8 @@ class DiffusionPolicySampler(Sampler):
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
         if options.value == "time_dependent":  # the TD sweep reads V(x_T, T)
-            return (Need("energy", "level_T", instead="set sampler.value=time_independent"),)
-        return ()
+            return super().needs(options) + (Need("energy", "level_T", instead="set sampler.value=time_independent"),)
+        return super().needs(options)
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)

@@ -48,8 +48,10 @@ class LangevinSampler(Sampler):
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
         if options.b_square is None:
-            return (Need("energy", "step_sizes", instead="set sampler.b_square (e.g. 2e-4) for a step of its own"),)
-        return (Need("schedule", "level0_noise"),)
+            own = Need("energy", "step_sizes", instead="set sampler.b_square (e.g. 2e-4) for a step of its own")
+        else:
+            own = Need("schedule", "level0_noise")
+        return super().needs(options) + (own,)
 
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
