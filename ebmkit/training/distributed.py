@@ -107,8 +107,14 @@ class Distributed:
         dist.broadcast_object_list(box, 0)
         return box[0]
 
-    def close(self) -> None:
+    def close(self, *, finished: bool) -> None:
+        """Tear down the process group this object initialised. A finished run first waits for
+        every rank: a rank that destroys gloo's group and exits while rank 0 still writes the last
+        checkpoint can abort in gloo's teardown ("terminate called without an active exception").
+        A failed rank does not wait, since its peers may be blocked in another collective."""
         if self.owns_group and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

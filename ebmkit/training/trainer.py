@@ -403,9 +403,12 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
         try:
-            return self._fit()
-        finally:
-            self.dist.close()
+            model = self._fit()
+        except BaseException:
+            self.dist.close(finished=False)
+            raise
+        self.dist.close(finished=True)
+        return model
 
     def _fit(self) -> EnergyModel:
         self._setup()
