@@ -148,3 +148,54 @@ def test_both_parameter_groups_train_and_resume_exactly(tmp_path):
     for name in ("model", "ema", "optimizer"):
         for key in fa[name]:
             assert torch.equal(fa[name][key], fb[name][key]), f"{name}:{key}"
+
+
+class AffinePerLevel(nn.Module):
+    """NN_φ(x, t) = A_t x + b_t (diagonal): least squares has a closed form to compare with."""
+
+    def __init__(self, levels):
+        super().__init__()
+        self.A = nn.Parameter(torch.zeros(levels + 1, 2))
+        self.b = nn.Parameter(torch.zeros(levels + 1, 2))
+
+    def forward(self, x, t):
+        return self.A[t] * x + self.b[t]
+
+
+def test_pretraining_makes_the_initializer_the_posterior_mean():
+    # data N(m, v I): (x_t, x_{t+1}) is jointly Gaussian, so E[a_{t+1} x_t | x_{t+1}] is affine in x_{t+1}
+    schedule, sampler = _sampler()
+    T = schedule.num_levels
+    sampler.initializer = AffinePerLevel(T)
+    m, v = torch.tensor([1.5, -0.5]), 0.25
+    opt = torch.optim.Adam(sampler.initializer.parameters(), lr=2e-2)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1500)  # to average out the minibatch noise
+    g = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        x0 = m + v**0.5 * torch.randn(1024, 2, generator=g)
+        out = sampler.pretrain_loss(x0, generator=g)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        decay.step()
+    assert set(out.metrics) == {"pretrain_loss"}
+    s = {k: getattr(schedule, k).double() for k in ("sqrt_alphas_cumprod", "sigmas_cumprod", "sqrt_alphas", "sigmas")}
+    for t in range(T):
+        mean_t = s["sqrt_alphas_cumprod"][t] * m.double()
+        var_t = s["sqrt_alphas_cumprod"][t] ** 2 * v + s["sigmas_cumprod"][t] ** 2
+        a, sig = s["sqrt_alphas"][t + 1], s["sigmas"][t + 1]
+        k = a * var_t / (a**2 * var_t + sig**2)  # Cov(x_t, x_{t+1}) / Var(x_{t+1})
+        r = schedule.recovery_scale[t].double()
+        slope, intercept = r * k, r * (mean_t - k * a * mean_t)  # μ(x) = (1 + A_t) x + b_t
+        A, b = sampler.initializer.A[t + 1].detach().double(), sampler.initializer.b[t + 1].detach().double()
+        assert torch.allclose(1 + A, slope.expand(2), atol=0.015), (t, 1 + A, slope)
+        assert torch.allclose(b, intercept, atol=0.015), (t, b, intercept)
+
+
+def test_pretraining_phase_trains_the_initializer_alone(tmp_path):
+    trainer = Trainer(_tiny_cdrl(steps=1, pretrain_steps=20, pretrain_lr=1e-2), tmp_path, progress=False)
+    trainer._setup()
+    before = {k: p.detach().clone() for k, p in trainer.model.named_parameters()}
+    trainer._pretrain_sampler()
+    changed = {k for k, p in trainer.model.named_parameters() if not torch.equal(before[k], p)}
+    assert changed and all(k.startswith("sampler.initializer.") for k in changed)

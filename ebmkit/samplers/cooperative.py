@@ -9,6 +9,11 @@ first proposals are DRL's chain start x_{t+1}. A few steps of the `langevin` sam
 into y^K, and the initializer learns from the refinement displacement:
 
     L_φ = mean_batch ‖sg(y^K) − y⁰‖²   (sum over dimensions; gradient only through μ_φ).
+
+`pretrain_loss` (used when ``train.pretrain_steps`` > 0; not in the paper, whose initializer
+starts at x_{t+1}) regresses μ_φ on real pairs instead, ‖a_{t+1} x_t − μ_φ(x_{t+1}, t+1)‖²:
+the initializer then starts as the posterior mean E[y | x_{t+1}], the centre of the
+distribution the refinement later teaches it.
 """
 
 from __future__ import annotations
@@ -80,9 +85,13 @@ class CooperativeSampler(Sampler):
         self.register_buffer("proposal_std", (s.posterior_variance.sqrt() * s.recovery_scale).float(), persistent=False)
         self._proposal: Tensor | None = None
 
+    def proposal_mean(self, x_next: Tensor, t: Tensor) -> Tensor:
+        """μ_φ(x_{t+1}, t+1) = x_{t+1} + NN_φ(x_{t+1}, t+1)."""
+        return x_next + self.initializer(x_next, t + 1).view_as(x_next)
+
     def propose(self, x_next: Tensor, t: Tensor, generator=None) -> Tensor:
         """y⁰ = μ_φ(x_{t+1}, t+1) + √β̃_t m_t ξ (graph kept, for the initializer's loss)."""
-        mean = x_next + self.initializer(x_next, t + 1).view_as(x_next)
+        mean = self.proposal_mean(x_next, t)
         if not self.config.initial_noise:
             return mean
         noise = rnd.randn_like(x_next, generator)
@@ -101,6 +110,15 @@ class CooperativeSampler(Sampler):
         y0, self._proposal = self._proposal, None
         loss = (negatives.detach() - y0).flatten(1).pow(2).sum(1).mean()
         return LossOutput(loss, {"sampler_loss": loss.detach()})
+
+    def pretrain_loss(self, x0: Tensor, generator=None) -> LossOutput:
+        """‖a_{t+1} x_t − μ_φ(x_{t+1}, t+1)‖² on real pairs, t ~ U{0..T−1} (sum over dimensions)."""
+        s = self.schedule
+        t = s.levels(x0.shape[0], generator=generator, device=x0.device)
+        x_t, x_next = s.q_pair(x0, t, generator=generator)
+        y = s.gather(s.recovery_scale, t, x_t) * x_t
+        loss = (y - self.proposal_mean(x_next, t)).flatten(1).pow(2).sum(1).mean()
+        return LossOutput(loss, {"pretrain_loss": loss.detach()})
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None) -> Tensor:
