@@ -30,11 +30,11 @@ class Quadratic(nn.Module):
         return (y**2).sum(1) / (2 * 0.5**2)
 
 
-def _sampler():
+def _sampler(**options):
     schedule = SCHEDULES.build("cosine_logsnr")
     energy = ENERGIES.build({"name": "drl", "b_square": 2e-3, "c_rule": "constant"},
                             network=NETWORKS.build("mlp", dim=2, num_levels=6), schedule=schedule)
-    sampler = SAMPLERS.build({"name": "cooperative", "refine": {"name": "langevin", "n_steps": 3}},
+    sampler = SAMPLERS.build({"name": "cooperative", "refine": {"name": "langevin", "n_steps": 3}, **options},
                              schedule=schedule, shape=(2,), energy=energy)
     return schedule, sampler
 
@@ -199,3 +199,25 @@ def test_pretraining_phase_trains_the_initializer_alone(tmp_path):
     trainer._pretrain_sampler()
     changed = {k for k, p in trainer.model.named_parameters() if not torch.equal(before[k], p)}
     assert changed and all(k.startswith("sampler.initializer.") for k in changed)
+
+
+def test_regression_weight_adds_the_pretraining_loss_on_fresh_pairs():
+    schedule, sampler = _sampler(regression_weight=0.5)
+    sampler.initializer = LinearInit()
+    x0 = torch.randn(9, 2, generator=torch.Generator().manual_seed(0))
+    batch = DIVERGENCES.build({"name": "recovery_likelihood", "shared_noise": True},
+                              schedule=schedule).training_batch(x0, generator=torch.Generator().manual_seed(1))
+    y_k = sampler.sample(batch, Quadratic(), generator=torch.Generator().manual_seed(2))
+    y0 = sampler._proposal.detach()
+    out = sampler.loss(batch, y_k, Quadratic(), generator=torch.Generator().manual_seed(3))
+    # by hand: the cooperative term on the batch, plus ½ × the regression on pairs drawn from x0 by that generator
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 6, (9,), generator=g)
+    x_t, x_next = schedule.q_pair(x0, t, generator=g)
+    y = schedule.recovery_scale[t].float()[:, None] * x_t
+    regression = (y - (x_next + x_next @ sampler.initializer.A.T)).pow(2).sum(1).mean()
+    cooperative = (y_k - y0).pow(2).sum(1).mean()
+    assert out.metrics["regression_loss"].item() == pytest.approx(regression.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(cooperative.item() + 0.5 * regression.item(), rel=1e-5)
+    out.loss.backward()
+    assert sampler.initializer.A.grad.abs().sum() > 0

@@ -13,7 +13,9 @@ into y^K, and the initializer learns from the refinement displacement:
 `pretrain_loss` (used when ``train.pretrain_steps`` > 0; not in the paper, whose initializer
 starts at x_{t+1}) regresses μ_φ on real pairs instead, ‖a_{t+1} x_t − μ_φ(x_{t+1}, t+1)‖²:
 the initializer then starts as the posterior mean E[y | x_{t+1}], the centre of the
-distribution the refinement later teaches it.
+distribution the refinement later teaches it. ``regression_weight`` > 0 keeps that regression
+in L_φ at every step, an anchor that is not in the paper either: where the refinement moves
+its samples little, it holds the per-level mean shift that generation compounds over T levels.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class CooperativeSampler(Sampler):
                             description="sampler spec of the refinement stage")
         initial_noise: bool = Field(True, description="add √β̃ m ξ to the proposal (CDRL's p_with_noise)")
         denoise_scale: float = Field(2.0, gt=0, description="2.0 = CDRL's code (see specs/cdrl.md §10)")
+        regression_weight: float = Field(0.0, ge=0, description="weight of pretrain_loss, on fresh real pairs, added "
+                                         "to the initializer's loss at every step (0 = the paper)")
 
         @field_validator("initializer")
         @classmethod
@@ -109,7 +113,13 @@ class CooperativeSampler(Sampler):
             raise RuntimeError("cooperative.loss needs the proposal of a preceding sample() call")
         y0, self._proposal = self._proposal, None
         loss = (negatives.detach() - y0).flatten(1).pow(2).sum(1).mean()
-        return LossOutput(loss, {"sampler_loss": loss.detach()})
+        metrics = {"sampler_loss": loss.detach()}
+        if self.config.regression_weight:
+            # exact pairs drawn afresh from the data: the batch's may share their noise (CDRL's pairs)
+            regression = self.pretrain_loss(batch.data, generator).loss
+            loss = loss + self.config.regression_weight * regression
+            metrics["regression_loss"] = regression.detach()
+        return LossOutput(loss, metrics)
 
     def pretrain_loss(self, x0: Tensor, generator=None) -> LossOutput:
         """‖a_{t+1} x_t − μ_φ(x_{t+1}, t+1)‖² on real pairs, t ~ U{0..T−1} (sum over dimensions)."""
