@@ -64,9 +64,10 @@ def table(rows: list[dict], header: str) -> str:
                      f"{r['train_seconds'] / 60:.1f} min | {r['fd_first']} → {r['fd_last']} | "
                      f"{100 * r['fall']:.0f}% | {r['best']} | {along} | {r.get('measured', '')} |")
     lines.append("\nSample grids: `benchmarks/fmnist/<recipe>/step_N.png` at each evaluation (64 samples, fixed "
-                 "seed), `final.png` at the end (the `samples.png` of the run). The first evaluation of "
-                 "`dxmi_fmnist` comes after its DDPM pretraining, so its fall measures DxDP against the "
-                 "pretrained policy.")
+                 "seed), `final.png` at the end (the `samples.png` of the run). The first evaluations of "
+                 "`dxmi_fmnist` and `cdrl_fmnist` come after their samplers' pretraining (DDPM's ε-loss; "
+                 "the initializer's regression onto real pairs), so their falls measure the joint training "
+                 "against the pretrained sampler.")
     return "\n".join(lines) + "\n"
 
 

@@ -96,6 +96,7 @@ def test_paper_presets_keep_the_papers_settings():
     assert drl.energy["b_square"] == 2e-4 and drl.sampler["n_steps"] == 30 and drl.train.lr == 1e-4
     assert cdrl.energy["b_square"] == 4e-4 and cdrl.sampler["refine"]["n_steps"] == 15
     assert cdrl.network["temb_activation"] is True and cdrl.train.sampler_lr == 1e-5
+    assert cdrl.sampler["regression_weight"] == 0 and cdrl.train.pretrain_steps == 0  # the paper's initializer
     dd = Recipe.from_name("ddaebm_cifar10")
     assert (dd.schedule["beta_min"], dd.schedule["beta_max"], dd.schedule["num_levels"]) == (0.1, 20.0, 4)
     assert dd.sampler["latent_dim"] == 100 and dd.sampler["generator"]["output"] == "tanh"
