@@ -41,9 +41,10 @@ def _user_errors():
     from ebmkit.metrics.frechet import MetricError
     from ebmkit.recipes import RecipeError
     from ebmkit.registry import ComponentError
-    from ebmkit.training import CheckpointError, TrainingError
+    from ebmkit.training import CheckpointError, RunDirectoryError, TrainingError
 
-    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, HubError, MetricError, FileExistsError)
+    return (RecipeError, ComponentError, DataError, CheckpointError, TrainingError, RunDirectoryError, HubError,
+            MetricError, FileExistsError)
 
 
 def parse_value(text: str):
@@ -64,15 +65,24 @@ def parse_sets(items: list[str]) -> dict:
     return changes
 
 
+MAX_SEEDS = 1_000_000  # per call: a list of seeds, and the samples they draw, are held in memory
+MAX_SEED = 2**63 - 1  # a torch.Generator's seed is a 64-bit integer
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``0-999`` or ``0,4,10-19`` (ranges inclusive) → a list of seeds."""
-    seeds = []
+    """``0-999`` or ``0,4,10-19`` (ranges inclusive) → a list of seeds, at most MAX_SEEDS."""
+    ranges = []
     for part in text.split(","):
         lo, sep, hi = part.strip().partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()) or (sep and int(hi) < int(lo)):
             _fail(f"--seeds takes non-negative integers and ranges like 0-999 or 0,4,10-19, got '{text}'")
-        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    return seeds
+        ranges.append(range(int(lo), int(hi if sep else lo) + 1))
+    if max(r[-1] for r in ranges) > MAX_SEED:
+        _fail(f"--seeds: a seed is at most 2^63 − 1 = {MAX_SEED}, got '{text}'")
+    if (count := sum(len(r) for r in ranges)) > MAX_SEEDS:
+        _fail(f"--seeds '{text}' names {count:,} seeds; one call draws at most {MAX_SEEDS:,} (split the range over "
+              "several calls: sample i depends only on seed i)")
+    return [seed for r in ranges for seed in r]
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -90,7 +100,8 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 @app.command()
 def train(
-    recipe: str = typer.Option(DEFAULT_RECIPE, "--recipe", "-r", help="preset name (see `ebmkit list recipes`) or a recipe .json/.yaml file"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="preset name (see `ebmkit list recipes`) or a "
+                                         f"recipe .json/.yaml file (default {DEFAULT_RECIPE})"),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="data set name, or your own points: path.npy / path.csv (N×D)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training iterations"),
     sets: List[str] = typer.Option([], "--set", "-s", help="override any recipe field: KEY=VALUE, repeatable"),
@@ -124,13 +135,18 @@ def train(
         if compile:
             changes["train.compile"] = True
         if resume is not None:
+            given = [flag for flag, value in (("--recipe", recipe), ("--out", out_dir), ("--overwrite", overwrite or None))
+                     if value is not None]
+            if given:
+                _fail(f"--resume continues '{resume}' with its own recipe, in its own folder; drop {', '.join(given)} "
+                      "(or start a new run without --resume)")
             base = Recipe.from_config(run_config(resume), where=str(resume / "config.json"))
             # how fast, not what is trained: a run may move to another device or thread count
             unsupported = set(changes) - {"train.steps", "train.device", "train.compile", "train.threads"}
             if unsupported:
                 _fail(f"--resume continues the saved recipe; only --steps, --device, --compile and "
                       f"--set train.threads may change, got {sorted(unsupported)}")
-        elif recipe.endswith((".json", ".yaml", ".yml")):
+        elif (recipe := recipe or DEFAULT_RECIPE).endswith((".json", ".yaml", ".yml")):
             base = Recipe.load(recipe)
         else:
             base = Recipe.from_name(recipe)
@@ -171,14 +187,19 @@ def _sampler_sets(items: list[str]) -> dict:
     return {key.removeprefix("sampler."): value for key, value in changes.items()}
 
 
-def _load_run(source: str, weights: str, sampler: dict | None = None):
-    from ebmkit.model import EnergyModel
+DEVICE_HELP = "where the model generates: auto (a GPU if there is one), cpu, cuda, cuda:N or mps"
 
+
+def _load_run(source: str, weights: str, sampler: dict | None = None, device: str = "cpu"):
+    from ebmkit.model import EnergyModel
+    from ebmkit.training.trainer import resolve_device
+
+    where = resolve_device(device)
     if source.startswith("hf://"):
         from ebmkit.hub import download
 
-        return EnergyModel.from_run(download(source), weights, label=source, sampler=sampler)
-    return EnergyModel.from_run(Path(source), weights, sampler=sampler)
+        return EnergyModel.from_run(download(source), weights, label=source, sampler=sampler).to(where)
+    return EnergyModel.from_run(Path(source), weights, sampler=sampler).to(where)
 
 
 def _output_kind(text: str) -> str:
@@ -190,6 +211,20 @@ def _output_kind(text: str) -> str:
     if path.suffix in (".npy", ".png"):
         return path.suffix[1:]
     _fail(f"--output must end in .npy or .png, or name a folder (DIR/) for one PNG per image, got '{path.name}'")
+
+
+def _check_writable(path: Path, folder: bool, what: str) -> None:
+    """Fail now, before any work, if ``path`` (a file, or a ``folder``) cannot be written; its
+    folder is created if missing."""
+    import tempfile
+
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".ebmkit-write-test"):
+            pass
+    except OSError as exc:
+        _fail(f"cannot write {what} '{path}': {exc.strerror or exc}")
 
 
 def _scatter(x, output: Path) -> None:
@@ -217,19 +252,21 @@ def sample(
     batch_size: int = typer.Option(10_000, "--batch", min=1, help="samples generated at a time"),
     weights: str = typer.Option("model.safetensors", "--weights", help="weights file inside the run directory"),
     sets: List[str] = typer.Option([], "--set", "-s", help=SAMPLER_SET_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ):
     """Generate samples from a trained model."""
     import numpy as np
     import torch
 
     kind = _output_kind(output)
+    _check_writable(Path(output), kind == "dir", "--output")
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if seed_list is not None and n is not None and n != len(seed_list):
         _fail(f"-n {n} and --seeds '{seeds}' ({len(seed_list)} seeds) disagree; give one of them")
     n = len(seed_list) if seed_list is not None else n or 1000
     sampler = _sampler_sets(sets)
     try:
-        model = _load_run(run_dir, weights, sampler)
+        model = _load_run(run_dir, weights, sampler, device)
         is_image = len(model.shape) == 3
         if kind == "dir" and not is_image:
             _fail(f"--output '{output}' is a folder, which holds one PNG per image; this model's points have shape "
@@ -274,11 +311,14 @@ def evaluate_cmd(
     fd_fmnist: bool = typer.Option(False, "--fd-fmnist", help="28×28 grey images: add the Fréchet distance in a "
                                    "Fashion-MNIST classifier's features to the test split"),
     sets: List[str] = typer.Option([], "--set", "-s", help=SAMPLER_SET_HELP),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="data to score against, as `train --data` takes it "
+                                       "(default: the data the model trained on)"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ):
     """Evaluate a trained model: SW, MMD, energy AUC, exact 2D log-likelihood, and for images FID
     (--fid) and FD-FMNIST (--fd-fmnist); saves eval.json in a run directory (a pushed model's
     metrics are printed only)."""
-    from ebmkit.data import DATASETS
+    from ebmkit.data import DATASETS, DataError, data_spec_from_cli
     from ebmkit.evaluation import evaluate, generate_samples, image_metrics
     from ebmkit.training.checkpoint import write_json
 
@@ -287,9 +327,21 @@ def evaluate_cmd(
     sampler = _sampler_sets(sets)
     extra = {"sampler": sampler} if sampler else {}  # eval.json says how the samples were drawn
     try:
-        model = _load_run(run_dir, weights, sampler)
+        model = _load_run(run_dir, weights, sampler, device)
+        if not run_dir.startswith("hf://"):  # before the work, not after it
+            _check_writable(Path(run_dir) / "eval.json", False, "the scores")
         config = model.recipe.eval if n is None else model.recipe.eval.model_copy(update={"n_samples": n})
-        data_spec = model.recipe.data
+        data_spec = model.recipe.data if data is None else data_spec_from_cli(data)
+        if data is not None:
+            extra["data"] = data_spec
+        try:
+            dataset = DATASETS.build(data_spec)
+        except DataError as exc:
+            hint = "" if data is not None else "; score against a copy with --data PATH (a pushed model names its " \
+                                               "training file but does not hold it)"
+            raise DataError(f"{exc}{hint}") from None
+        if tuple(dataset.shape) != tuple(model.shape):
+            _fail(f"--data '{data}' has points of shape {tuple(dataset.shape)}; this model's have shape {model.shape}")
         if (fid or fd_fmnist) and len(model.shape) != 3:
             _fail(f"--fid and --fd-fmnist score images; this model's points have shape {model.shape}")
         scorers = {}
@@ -304,7 +356,7 @@ def evaluate_cmd(
 
             scorers["fd_fmnist"] = FDFMNIST.for_data(data_spec, device=model.device)
         samples = generate_samples(model, config.n_samples, config.seed)
-        metrics = evaluate(model, DATASETS.build(data_spec), config, samples=samples)
+        metrics = evaluate(model, dataset, config, samples=samples)
         if scorers:
             count = fid_samples or config.n_samples
             images = samples if count == config.n_samples else generate_samples(model, count, config.seed)
@@ -460,7 +512,8 @@ def bench_toy(
     recipes: List[str] = typer.Option(["drl", "cdrl", "ddaebm", "dxmi"], "--recipes", "-r", help="recipe presets, "
                                       "comma-separated or repeated"),
     data: List[str] = typer.Option(["8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll"], "--data",
-                                   "-d", help="2D data sets, comma-separated or repeated"),
+                                   "-d", help="2D data sets or .npy/.csv files of 2D points, comma-separated or "
+                                   "repeated"),
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds 0…N−1 per cell"),
     sets: List[str] = typer.Option([], "--set", "-s", help="override a field of every recipe: KEY=VALUE, repeatable"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at a time (one torch thread each)"),
@@ -471,12 +524,12 @@ def bench_toy(
     log-likelihood, mean ± std), its JSON and a picture of the learned densities. Cells already
     finished in --out with the same recipe are read back, not trained again."""
     from ebmkit.bench import run_toy
-    from ebmkit.data import DATASETS
+    from ebmkit.data import DATASETS, data_spec_from_cli
 
     names, datasets = _names(recipes), _names(data)
     try:
         for d in datasets:
-            if DATASETS.build(d).dim != 2:
+            if DATASETS.build(data_spec_from_cli(d)).dim != 2:
                 _fail(f"bench toy takes 2D data sets; '{d}' is not one")
         command = "ebmkit bench toy " + " ".join(
             [f"--recipes {','.join(names)}", f"--data {','.join(datasets)}", f"--seeds {seeds}"]
@@ -539,9 +592,17 @@ def hub_pull(
     print(folder)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """The `ebmkit` console script and `python -m ebmkit`. Click's own usage errors (an unknown
-    option, `--steps 0`) get the one line every other error gets, not a usage box."""
+    option, `--steps 0`) get the one line every other error gets, not a usage box; a warning is
+    one line too. Ctrl-C exits 130 (typer's code; training has said which checkpoint it keeps)."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)  # a command's return (None) or a typer.Exit's code
     except NoArgsIsHelpError as exc:  # `ebmkit` or `ebmkit hub` alone: the help

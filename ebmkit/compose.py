@@ -59,7 +59,15 @@ class Need:
 
 
 class Declares:
-    """The declaration interface; the four base classes inherit it and components override it."""
+    """The declaration interface; the four base classes inherit it and components override it.
+
+    ``fit(options, data)`` returns the options with those that are measured from the data
+    ('auto') resolved against a `ebmkit.types.DataSummary`; by default there are none.
+    """
+
+    @classmethod
+    def fit(cls, options, data):
+        return options
 
     @classmethod
     def provides(cls, options) -> frozenset[str]:
@@ -80,6 +88,17 @@ def declaration(slot: str, spec: Any) -> tuple[frozenset[str], tuple[Need, ...]]
         raise
     except ValueError as exc:
         raise ComponentError(f"{KINDS[slot]} '{entry.name}': {exc}") from None
+
+
+def fit(slot: str, spec: Any, data) -> dict:
+    """One component spec with its 'auto' options fitted to the data (`Declares.fit`), every
+    option filled in: what a run saves, so that rebuilding it never needs the data."""
+    reg = registry(KINDS[slot])
+    entry, options = reg.parse(spec)
+    fitter = getattr(entry.obj, "fit", None)  # a plugin class need not inherit Declares
+    if options is None or fitter is None:
+        return reg.validate(spec)
+    return {"name": entry.name, **fitter(options, data).model_dump(mode="json")}
 
 
 def providers(slot: str, capability: str) -> list[str]:

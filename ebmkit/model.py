@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,9 +11,38 @@ import torch
 from torch import Tensor, nn
 
 from ebmkit import compose
+from ebmkit.data.transform import Standardize
 from ebmkit.networks import build_network
 from ebmkit.random import PerSampleGenerator
 from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES
+
+
+IDENTITY = "ebmkit.model"  # weights-file metadata: what the weights mean (`identity`)
+COMPONENT_FIELDS = ("schedule", "network", "energy", "sampler", "divergence")
+
+
+def identity(recipe: dict, shape, transform: dict | None) -> dict:
+    """What a set of weights means: the components and network they were trained as, the data
+    shape and the data transform. The rest of a recipe (where the data lives, training options)
+    does not change what the weights compute."""
+    return {**{k: recipe[k] for k in COMPONENT_FIELDS}, "shape": list(shape), "data_transform": transform}
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys at which two JSON-like values differ, among the keys both have (an option
+    added or dropped by another ebmkit version is not a difference)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) & set(b)) for d in _differences(a[k], b[k], f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def without_local_paths(recipe: dict) -> dict:
+    """A recipe as it is shared: data options naming this machine's files keep only the file
+    name (a trained run records absolute paths)."""
+    data = recipe["data"]
+    if isinstance(data, dict):
+        data = {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in data.items()}
+    return {**recipe, "data": data}
 
 
 def weights_kind(weights_file: str) -> str:
@@ -23,10 +53,13 @@ def weights_kind(weights_file: str) -> str:
 class EnergyModel(nn.Module):
     """Schedule + energy (network inside) + sampler + divergence, assembled from a recipe.
 
-    ``shape`` is the shape of one data point, e.g. ``(2,)``.
+    ``shape`` is the shape of one data point, e.g. ``(2,)``. ``transform`` (an
+    `ebmkit.data.transform.Standardize`, or None) maps the data's units to the model's: the
+    components work in the model's, while `generate`, `data_energy` and everything built on
+    them (evaluation, pictures, `ebmkit sample`) speak the data's.
     """
 
-    def __init__(self, recipe, shape: tuple[int, ...]):
+    def __init__(self, recipe, shape: tuple[int, ...], transform: Standardize | None = None):
         super().__init__()
         # a recipe is checked when it is made; this catches one changed without validation
         # (model_copy, or a failed assignment, which pydantic leaves in place)
@@ -43,6 +76,7 @@ class EnergyModel(nn.Module):
         self.divergence = DIVERGENCES.build(recipe.divergence, schedule=self.schedule)
         self.sampler = SAMPLERS.build(recipe.sampler, schedule=self.schedule, shape=self.shape, energy=self.energy,
                                       data_energy=self.divergence.data_energy)
+        self.transform = transform
 
     @property
     def device(self) -> torch.device:
@@ -51,13 +85,15 @@ class EnergyModel(nn.Module):
     @torch.no_grad()
     def generate(self, n: int | None = None, generator: torch.Generator | None = None, batch_size: int = 10_000,
                  seeds: Sequence[int] | None = None) -> Tensor:
-        """n samples from the prior through the sampler's full chain, in batches of ``batch_size``.
+        """n samples from the prior through the sampler's full chain, in batches of ``batch_size``,
+        in the data's units.
 
         With ``seeds`` (instead of n and generator) sample i is drawn from its own stream seeded
         with seeds[i], so it is the same whatever the batch size or the other seeds.
         """
+        chunks = []
         if seeds is not None:
-            seeds, chunks = list(seeds), []
+            seeds = list(seeds)
             batch_size = min(batch_size, len(seeds))
             for i in range(0, len(seeds), batch_size):
                 chunk = seeds[i:i + batch_size]
@@ -66,11 +102,11 @@ class EnergyModel(nn.Module):
                 padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
                 x = self.sampler.generate(len(padded), self.energy, PerSampleGenerator(padded, self.device))
                 chunks.append(x[:len(chunk)])
-            return torch.cat(chunks)
-        chunks = []
-        for start in range(0, n, batch_size):
-            chunks.append(self.sampler.generate(min(batch_size, n - start), self.energy, generator))
-        return torch.cat(chunks)
+        else:
+            chunks = [self.sampler.generate(min(batch_size, n - start), self.energy, generator)
+                      for start in range(0, n, batch_size)]
+        x = torch.cat(chunks)
+        return x if self.transform is None else self.transform.inverse(x)
 
     def trained_networks(self) -> dict[str, nn.Module]:
         """The modules a training step trains, by name: the energy, and each child of the sampler
@@ -89,22 +125,34 @@ class EnergyModel(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)]
 
     def data_energy(self, x: Tensor) -> Tensor:
-        """E of clean data: exp(−data_energy) is the model's unnormalised density of x."""
-        return self.divergence.data_energy(self.energy, x)
+        """E of clean data x, in the data's units: exp(−data_energy) is the model's unnormalised
+        density of x. Through a transform z = T(x): E_x(x) = E_z(T(x)) − log |det ∂z/∂x|."""
+        if self.transform is None:
+            return self.divergence.data_energy(self.energy, x)
+        return self.divergence.data_energy(self.energy, self.transform(x)) - self.transform.log_det
 
     # -- files --------------------------------------------------------------------------
-    def config(self) -> dict:
-        """``config.json`` of a run or a Hub repo: all it takes to rebuild the model, no code."""
+    def config(self, shared: bool = False) -> dict:
+        """``config.json`` of a run or (``shared``) of a Hub repo, which names no local path: all it
+        takes to rebuild the model, no code."""
         from ebmkit import __version__
 
+        recipe = self.recipe.model_dump(mode="json")
         return {
-            "recipe": self.recipe.model_dump(mode="json"),
+            "recipe": without_local_paths(recipe) if shared else recipe,
             "provenance": self.recipe.provenance(),
             "shape": list(self.shape),
+            "data_transform": None if self.transform is None else self.transform.to_config(),
             "weights": self.weights_kind,
             "ebmkit_version": __version__,
             "torch_version": torch.__version__,
         }
+
+    def weights_metadata(self) -> dict[str, str]:
+        """Metadata stored in an exported weights file: its `identity`, which `from_run` compares
+        with the config.json beside it."""
+        config = self.config()
+        return {IDENTITY: json.dumps(identity(config["recipe"], self.shape, config["data_transform"]), sort_keys=True)}
 
     @classmethod
     def from_run(cls, run_dir: str | Path, weights: str = "model.safetensors", *, label: str | None = None,
@@ -115,18 +163,30 @@ class EnergyModel(nn.Module):
         model generates, as dotted keys under the sampler (``{"n_steps": 60}``, ``{"denoise": True}``);
         a change that alters the sampler's parameters is refused when the weights are loaded."""
         from ebmkit.recipes import Recipe
-        from ebmkit.training.checkpoint import CheckpointError, load_tensors, run_config
+        from ebmkit.training.checkpoint import CheckpointError, read_tensors, run_config
 
         run_dir = Path(run_dir)
         config = run_config(run_dir)
-        recipe = Recipe.from_config(config, where=label or str(run_dir / "config.json"))
+        where = label or str(run_dir / "config.json")
+        recipe = Recipe.from_config(config, where=where)
+        saved = identity(recipe.model_dump(mode="json"), config.get("shape") or [], config.get("data_transform"))
         if sampler:
             recipe = recipe.override({f"sampler.{key}": value for key, value in sampler.items()})
         if not isinstance(config.get("shape"), list):
             raise CheckpointError(f"'{run_dir / 'config.json'}' has no data shape (a list under \"shape\"); "
                                   "it was not written by ebmkit's trainer")
-        model = cls(recipe, tuple(config["shape"]))
-        state = load_tensors(run_dir / weights)
+        try:
+            transform = Standardize.from_config(config.get("data_transform"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"'{run_dir / 'config.json'}' has an unusable data_transform: {exc}") from None
+        model = cls(recipe, tuple(config["shape"]), transform)
+        state, metadata = read_tensors(run_dir / weights)
+        if IDENTITY in metadata:  # exports record what they mean; checkpoint files do not
+            trained = json.loads(metadata[IDENTITY])
+            if changed := _differences(saved, trained):
+                raise CheckpointError(f"'{where}' does not match the weights '{run_dir / weights}': "
+                                      f"{', '.join(changed[:3])} differ from what the weights were trained with "
+                                      "(was config.json edited?); to generate differently use --set sampler.KEY=VALUE")
         if "n_averaged" in state:  # the trainer's EMA (checkpoint/ema.safetensors): an AveragedModel
             state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
         try:

@@ -1,4 +1,5 @@
-"""The two records that flow through one training step, shared by every component kind."""
+"""The records shared by every component kind: what flows through one training step, and what
+the trainer measures of its data before the first."""
 
 from __future__ import annotations
 
@@ -29,3 +30,15 @@ class LossOutput:
 
     loss: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What the trainer measures of the training data, in the model's units, before step 1:
+    component options set to 'auto' are fitted to it (`ebmkit.compose.fit`) and saved resolved.
+
+    local_scale: ℓ of `ebmkit.data.summary.local_scale`, the typical distance between
+    neighbouring data points; None where it is not measured (images).
+    """
+
+    local_scale: float | None = None

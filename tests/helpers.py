@@ -1,4 +1,13 @@
-"""Assertions several test modules share."""
+"""Assertions and markers several test modules share."""
+
+from pathlib import Path
+
+import pytest
+
+from ebmkit.data.images import FASHION_MNIST_ROOT
+
+FASHION_MNIST_MISSING = "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; CI installs it)"
+needs_fashion_mnist = pytest.mark.skipif(not Path(FASHION_MNIST_ROOT).is_dir(), reason=FASHION_MNIST_MISSING)
 
 
 def assert_one_line_error(result, *needles):

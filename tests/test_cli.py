@@ -191,6 +191,7 @@ def test_set_swaps_cdrl_sampler_into_drl_and_reaches_its_nested_options():
     """`drl` with CDRL's parts swapped in by --set is `cdrl` (issue 3's declarative assembly),
     and a component named by one --set takes options of its nested specs in the next."""
     r = run("train", "--recipe", "drl", "--set", "sampler=cooperative", "--set", "sampler.refine.n_steps=15",
+            "--set", "energy.step_cap=1.0",
             "--set", "sampler.initializer.width=64", "--set", "schedule=cosine_logsnr",
             "--set", "divergence.shared_noise=true", "--dry-run")
     assert r.returncode == 0, r.stderr

@@ -114,6 +114,7 @@ def test_cdrl_is_drl_with_its_practical_designs_swapped_in():
         "schedule": "cosine_logsnr",
         "divergence.shared_noise": True,
         "energy.b_square": 2e-3, "energy.c_rule": "constant",  # already drl's 2D preset
+        "energy.step_cap": 1.0,  # CDRL's chain needs the default cap where DRL's takes 1.6
     })
     for field in COMPONENTS:
         if field != "data":

@@ -248,7 +248,8 @@ def test_bad_options_name_the_allowed_values():
 # -- trainer core, recipe ------------------------------------------------------------------------
 def _tiny(**changes):
     base = {"network.width": 16, "network.depth": 1, "sampler.network": SMALL_NET, "train.batch_size": 32,
-            "train.steps": 3, "train.pretrain_steps": 5, "train.eval_every": 0, "eval.n_samples": 200}
+            "train.steps": 3, "train.pretrain_steps": 5, "train.eval_every": 0, "eval.n_samples": 200,
+            "train.max_negative_ratio": None}  # 5 pretraining steps leave the policy far from the data
     return Recipe.from_name("dxmi").override({**base, **changes})
 
 

@@ -57,6 +57,8 @@ CASES = {
     "recipe yaml list": ([*DRY, "--recipe", "{d}/list.yaml"], ["list.yaml", "must hold a mapping", "list"]),
     "recipe unknown key": ([*DRY, "--recipe", "{d}/extra.json"], ["extra.json", "foo: unknown key", "schedule", "train"]),
     "recipe lr nan": ([*DRY, "--recipe", "{d}/nan.yaml"], ["nan.yaml", "train.lr", "finite number"]),
+    "recipe yaml repeats a key": ([*DRY, "--recipe", "{d}/twice.yaml"], ["twice.yaml", "line 4", "key 'lr' appears twice"]),
+    "recipe json repeats a key": ([*DRY, "--recipe", "{d}/twice.json"], ["twice.json", "key 'name' appears twice"]),
     "show bad format": (["show", "drl", "--format", "toml"], ["--format", "'yaml' or 'json'", "'toml'"]),
     "show unknown recipe": (["show", "nope"], ["unknown recipe 'nope'", "drl"]),
     # --data: the user's points (no --dry-run: the file is read when the data set is built)
@@ -70,8 +72,19 @@ CASES = {
     "csv word": (["train", "--data", "{d}/word.csv", "--out", "{d}/run"], ["word.csv", "line 3", "'abc'"]),
     "csv ragged": (["train", "--data", "{d}/ragged.csv", "--out", "{d}/run"], ["ragged.csv", "line 3", "3 values"]),
     "txt suffix": (["train", "--data", "{d}/points.txt", "--out", "{d}/run"], ["points.txt", "'.txt'", ".npy, .csv"]),
+    "npz archive": (["train", "--data", "{d}/arrays.npz", "--out", "{d}/run"],
+                    ["arrays.npz", "unsupported suffix '.npz'", ".npy, .csv", "numpy.save"]),
     # run directories
     "resume missing": (["train", "--resume", "{d}/absent"], ["absent", "not an ebmkit run directory"]),
+    "resume with another recipe": (["train", "--resume", "{d}/absent", "--recipe", "cdrl"],
+                                   ["--resume continues", "its own recipe", "drop --recipe"]),
+    "resume into another folder": (["train", "--resume", "{d}/absent", "--out", "{d}/elsewhere"],
+                                   ["its own folder", "drop --out"]),
+    "resume with overwrite": (["train", "--resume", "{d}/absent", "--overwrite"], ["drop --overwrite"]),
+    "out under a file": (["train", "--steps", "1", "--out", "{d}/points.txt/run"],
+                         ["cannot write the run directory", "points.txt/run", "is a file"]),
+    "overwrite a folder that is not a run": (["train", "--steps", "1", "--out", "{d}/mine", "--overwrite"],
+                                             ["--overwrite", "'", "mine' is not an ebmkit run", "nothing in it is deleted"]),
     "pretraining a sampler that cannot": (["train", "--set", "train.pretrain_steps=10", "--steps", "1", "--out", "{d}/pre"],
                                           ["train.pretrain_steps is 10", "'langevin'", "set it to 0"]),
     # assemblies that cannot work: refused when the recipe is validated, before the run directory
@@ -91,6 +104,11 @@ CASES = {
     "sample n negative": (["sample", "{d}", "-n", "-3"], ["-n", "greater than or equal to 1"]),
     "sample n word": (["sample", "{d}", "-n", "abc"], ["-n", "integer"]),
     "sample suffix": (["sample", "{d}", "-o", "{d}/s.txt"], ["--output", ".npy or .png", "s.txt"]),
+    "sample output under a file": (["sample", "{d}", "-o", "{d}/points.txt/s.npy"],
+                                   ["cannot write --output", "points.txt/s.npy"]),
+    "sample a billion seeds": (["sample", "{d}", "--seeds", "0-999999999"],
+                               ["--seeds", "1,000,000,000 seeds", "at most 1,000,000"]),
+    "sample seed beyond 64 bits": (["sample", "{d}", "--seeds", "0,99999999999999999999"], ["--seeds", "2^63"]),
     "sample no run": (["sample"], ["Missing argument"]),
     "eval n 1": (["eval", "{d}", "-n", "1"], ["-n", "greater than or equal to 2"]),
     "eval ref without fid": (["eval", "{d}", "--ref", "cifar10"], ["--ref", "--fid"]),
@@ -122,6 +140,11 @@ def files(tmp_path_factory):
     (d / "word.csv").write_text("x,y\n1,2\nabc,3\n")
     (d / "ragged.csv").write_text("1,2\n3,4\n5,6,7\n")
     (d / "points.txt").write_text("1,2\n3,4\n")
+    np.savez(d / "arrays.npz", x=np.zeros((5, 2)))
+    (d / "twice.yaml").write_text("name: drl\ntrain:\n  lr: 0.1\n  lr: 0.2\n")
+    (d / "twice.json").write_text('{"name": "drl", "name": "cdrl"}')
+    (d / "mine").mkdir()
+    (d / "mine" / "eval.json").write_text("{}")  # the user's own file, named like a run's
     return d
 
 
@@ -141,9 +164,10 @@ def test_failed_overwrite_keeps_the_run(files, bad):
     """--overwrite clears the old run only once the new one is built: a bad input loses nothing."""
     old = files / "old-run"
     old.mkdir(exist_ok=True)
-    for name in ("model.safetensors", "stats.jsonl"):
-        (old / name).write_text(name)
+    kept = {"config.json": json.dumps({"recipe": Recipe.from_name("drl").model_dump(mode="json"), "shape": [2]}),
+            "model.safetensors": "model.safetensors", "stats.jsonl": "stats.jsonl"}
+    for name, text in kept.items():
+        (old / name).write_text(text)
     result = run("train", "--out", str(old), "--overwrite", *(a.format(d=files) for a in bad))
     assert_one_line_error(result, "error:")
-    assert {p.name: p.read_text() for p in old.iterdir()} == {"model.safetensors": "model.safetensors",
-                                                               "stats.jsonl": "stats.jsonl"}
+    assert {p.name: p.read_text() for p in old.iterdir() if p.name != ".lock"} == kept

@@ -25,7 +25,7 @@ from ebmkit.metrics.fid import FID, FID_DIMS, default_weights_path, inception_fe
 from ebmkit.metrics.frechet import MetricError, frechet_distance
 from ebmkit.model import EnergyModel
 from ebmkit.training import Trainer
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, needs_fashion_mnist
 
 N = 16  # images on each side
 # 16 images give a rank-15 covariance of 2048-d features: scipy's sqrtm says so, as it should
@@ -124,6 +124,7 @@ def read_pngs(folder):
 
 
 # -- FID --------------------------------------------------------------------------------------
+@needs_fashion_mnist
 def test_eval_fid_equals_pytorch_fid_command_line(env, image_run, pytorch_fid_value):
     r = run(env, "eval", image_run, "-n", N, "--fid", "--ref", json.dumps(REF_SPEC), "--json")
     assert r.returncode == 0, r.stderr
@@ -139,6 +140,7 @@ def test_eval_fid_equals_pytorch_fid_command_line(env, image_run, pytorch_fid_va
     assert len(cached) == 1
 
 
+@needs_fashion_mnist
 def test_data_set_folder_and_npz_references_agree(env, image_run, folders, pytorch_fid_value):
     samples_dir, ref_dir = folders
     seed = Recipe.load(image_run / "config.json").eval.seed
@@ -212,6 +214,7 @@ def test_missing_weights_say_where_to_put_them(env, tmp_path, monkeypatch):
 
 
 # -- errors -----------------------------------------------------------------------------------
+@needs_fashion_mnist
 def test_bad_references_get_one_clear_error(env, image_run, tmp_path):
     assert_one_line_error(run(env, "eval", image_run, "-n", N, "--fid", "--ref", "nope"),
                           "--ref 'nope'", "fashion_mnist", "8gaussians", "folder of images", ".npz")
@@ -242,6 +245,7 @@ def test_fid_needs_an_image_model(env, tmp_path):
 
 
 # -- ebmkit sample for images -----------------------------------------------------------------
+@needs_fashion_mnist
 def test_sample_writes_a_grid_a_folder_or_the_array(env, image_run, tmp_path):
     assert run(env, "sample", image_run, "-n", 6, "--seed", 3, "-o", tmp_path / "x.npy").returncode == 0
     x = torch.from_numpy(np.load(tmp_path / "x.npy"))

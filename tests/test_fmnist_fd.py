@@ -20,6 +20,7 @@ from ebmkit.metrics.fmnist import (FEATURE_DIM, WEIGHTS, FDFMNIST, accuracy, cla
 from ebmkit.metrics.frechet import MetricError
 from ebmkit.model import EnergyModel
 from ebmkit.training import Trainer
+from helpers import needs_fashion_mnist
 
 MEASURED_ACCURACY = 0.9192  # `python -m ebmkit.metrics.fmnist train` (5 epochs, seed 0)
 
@@ -54,11 +55,13 @@ def test_shipped_weights_are_small_and_load():
     assert net.features(torch.zeros(3, 1, 28, 28)).shape == (3, FEATURE_DIM)
 
 
+@needs_fashion_mnist
 def test_labels_are_the_balanced_ten_classes():
     train, test = read_labels(None, "train"), read_labels(None, "test")
     assert np.bincount(train).tolist() == [6000] * 10 and np.bincount(test).tolist() == [1000] * 10
 
 
+@needs_fashion_mnist
 def test_classifier_accuracy_on_the_test_split():
     test = fashion_mnist("test")
     acc = accuracy(load_classifier(), test.images, read_labels(None, "test"))
@@ -66,6 +69,7 @@ def test_classifier_accuracy_on_the_test_split():
     assert acc >= 0.9
 
 
+@needs_fashion_mnist
 def test_fd_small_for_real_images_large_for_noise(scorer, train_images):
     real = scorer(train_images)
     noise = scorer(torch.rand(2000, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1)
@@ -73,6 +77,7 @@ def test_fd_small_for_real_images_large_for_noise(scorer, train_images):
     assert noise > 100 * real
 
 
+@needs_fashion_mnist
 def test_fd_is_the_frechet_formula_of_the_features(scorer, train_images):
     net = scorer.net
     ours = classifier_features(train_images, net)
@@ -84,6 +89,7 @@ def test_fd_is_the_frechet_formula_of_the_features(scorer, train_images):
     np.testing.assert_array_equal(classifier_features(as_float, net), ours)
 
 
+@needs_fashion_mnist
 def test_reference_statistics_are_cached(scorer):
     scorer.reference_stats()
     (path,) = scorer.cache_dir.glob("fashion_mnist-*.npz")
@@ -94,6 +100,7 @@ def test_reference_statistics_are_cached(scorer):
     assert path.stat().st_mtime_ns == before and stats.mu.shape == (FEATURE_DIM,)
 
 
+@needs_fashion_mnist
 def test_wrong_images_get_a_clear_error(scorer, tmp_path):
     with pytest.raises(MetricError, match=r"28×28 grey images \(n, 1, 28, 28\), got \(2, 3, 32, 32\)"):
         scorer(torch.zeros(2, 3, 32, 32))
@@ -101,6 +108,7 @@ def test_wrong_images_get_a_clear_error(scorer, tmp_path):
         load_classifier(tmp_path / "nope.safetensors")
 
 
+@needs_fashion_mnist
 def test_eval_fd_fmnist(tmp_path, train_images):
     run_dir = tmp_path / "run"
     recipe = Recipe.from_name("drl").override({
@@ -126,6 +134,7 @@ def write_idx(path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+@needs_fashion_mnist
 def test_training_command_is_seeded(tmp_path):
     """The documented command, on a 300-image copy of the data for one epoch: it writes weights
     that load, and the same seed writes the same tensors (the header's metadata order may vary)."""

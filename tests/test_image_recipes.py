@@ -10,6 +10,7 @@ from ebmkit import Recipe
 from ebmkit.model import EnergyModel
 from ebmkit.testing import write_fake_cifar10
 from ebmkit.training import Trainer
+from helpers import needs_fashion_mnist
 
 RECIPES = ["drl", "cdrl", "ddaebm", "dxmi"]
 
@@ -79,6 +80,7 @@ def test_celeba64_preset_trains_on_a_folder_of_aligned_faces(tmp_path):
     assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all() and x.abs().max() <= 1  # tanh generator
 
 
+@needs_fashion_mnist
 @pytest.mark.parametrize("name", RECIPES)
 def test_fmnist_preset_trains_and_scores_itself(name, tmp_path):
     preset = Recipe.from_name(f"{name}_fmnist")

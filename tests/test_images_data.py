@@ -19,10 +19,8 @@ from ebmkit.data import DATASETS, DataError
 from ebmkit.data.images import FASHION_MNIST_ROOT
 from ebmkit.registry import ComponentError
 from ebmkit.testing import write_fake_cifar10
+from helpers import needs_fashion_mnist
 
-needs_fashion_mnist = pytest.mark.skipif(
-    not Path(FASHION_MNIST_ROOT).is_dir(), reason="apt-get install dataset-fashion-mnist (CI installs it)"
-)
 
 
 def draw(ds, n, seed=0):

@@ -33,7 +33,7 @@ def poison(monkeypatch, steps):
 def test_nan_stops_the_run_naming_step_and_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     poison(monkeypatch, {6})
     with pytest.raises(TrainingError, match=r"energy loss \(recovery_likelihood\) became non-finite at step 6; "
-                                            r"the last good checkpoint is kept"):
+                                            r"the last good checkpoint \(step 4\) is kept"):
         Trainer(Recipe.from_name("drl").override(TINY), tmp_path / "run", progress=False).fit()
     files, state = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert state["step"] == 4  # checked before the step-8 save: the NaN weights were never written
@@ -45,8 +45,8 @@ def test_rollback_restarts_from_the_last_good_checkpoint_with_a_new_seed(tmp_pat
     recipe = Recipe.from_name("drl").override({**TINY, "train.on_divergence": "rollback"})
     model = Trainer(recipe, tmp_path / "run", progress=False).fit()
     (record,) = [json.loads(line) for line in (tmp_path / "run" / "rollbacks.jsonl").read_text().splitlines()]
-    assert record == {"diverged_at": 6, "loss": "energy loss (recovery_likelihood)", "restarted_from": 4,
-                      "seed": 1 + 1_000_003}
+    assert record == {"diverged_at": 6, "problem": "energy loss (recovery_likelihood) became non-finite at step 6",
+                      "restarted_from": 4, "seed": 1 + 1_000_003}
     files, state = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert state["step"] == 10 and state["rollbacks"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -55,7 +55,7 @@ def test_rollback_restarts_from_the_last_good_checkpoint_with_a_new_seed(tmp_pat
 def test_rollbacks_are_bounded(tmp_path, monkeypatch):
     poison(monkeypatch, set(range(6, 100)))  # calls 6, 7, …: steps 6, then 5 (the 7th call) after going back to 4
     recipe = Recipe.from_name("drl").override({**TINY, "train.on_divergence": "rollback", "train.max_rollbacks": 2})
-    with pytest.raises(TrainingError, match=r"became non-finite at step 5 after 2 rollbacks"):
+    with pytest.raises(TrainingError, match=r"became non-finite at step 5 \(after 2 rollbacks\)"):
         Trainer(recipe, tmp_path / "run", progress=False).fit()
     assert len((tmp_path / "run" / "rollbacks.jsonl").read_text().splitlines()) == 2
 

@@ -49,6 +49,22 @@ class Dataset(ABC):
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         """The draw itself; ``sample`` checks n and fixes dtype, device and shape."""
 
+    def standardization(self):
+        """The `ebmkit.data.transform.Standardize` the model should train in, or None to use the
+        data as given. Built-in sets are defined at the scale the presets were tuned for (their
+        box is [−4, 4]², images live in [−1, 1]); a user's file is standardised by default."""
+        return None
+
+    def local_paths(self) -> dict[str, str]:
+        """The options that name files or folders on this machine, made absolute, so that a run
+        resumes and evaluates from any working directory ({} for data made by code)."""
+        return {}
+
+    def fingerprint(self) -> str | None:
+        """A sha256 of the content read, where one is cheap to take; a resumed run refuses data
+        whose fingerprint changed. None where the data is made by code or not hashed."""
+        return None
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact normalised log-density log p(x), shape (n,); only where ``has_log_prob``."""
         raise NotImplementedError(

@@ -1,7 +1,9 @@
 """The user's own points: an N×D array in a ``.npy`` or ``.csv`` file.
 
 The file is read and checked once, when the data set is built, so a bad file fails before
-training starts with one message that names the file and what is wrong with it.
+training starts with one message that names the file and what is wrong with it. The model
+trains on the points standardised per axis (`ebmkit.data.transform`), whatever their units,
+and a run records the file's absolute path and sha256, so that it resumes only on the same data.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from ebmkit.data.base import DataError, Dataset
+from ebmkit.data.transform import Standardize
+from ebmkit.digest import file_sha256
 from ebmkit.registry import DATASETS, Options
 
 SUFFIXES = (".npy", ".csv")
+CSV_ENCODING = "utf-8-sig"  # UTF-8 that drops a leading byte-order mark (spreadsheets write one)
 NPY_MAGIC = b"\x93NUMPY"
 BOX_MARGIN = 0.1  # fraction of the data's span added on each side of the box
 
@@ -32,7 +38,7 @@ def _is_number(text: str) -> bool:
 def _first_bad_line(path: Path, skip: int) -> str:
     """Where and why a csv is not a table of numbers, in the file's own line numbers."""
     width = None
-    with path.open() as f:
+    with path.open(encoding=CSV_ENCODING) as f:
         for number, line in enumerate(f, start=1):
             if number <= skip or not line.strip():
                 continue
@@ -49,7 +55,7 @@ def _first_bad_line(path: Path, skip: int) -> str:
 def _read_csv(path: Path, shown: str) -> np.ndarray:
     """Comma-separated numbers, one point per line; a first line with a non-number is a header."""
     try:
-        with path.open() as f:
+        with path.open(encoding=CSV_ENCODING) as f:
             first = f.readline()
     except UnicodeDecodeError:
         raise DataError(f"data file '{shown}' is not a text file") from None
@@ -57,7 +63,8 @@ def _read_csv(path: Path, shown: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an empty file: reported by the caller as too few rows
-            return np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2, dtype=np.float64)
+            return np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2, dtype=np.float64,
+                              encoding=CSV_ENCODING)
     except ValueError:
         where = _first_bad_line(path, int(has_header))
         raise DataError(f"data file '{shown}' is not comma-separated numbers: {where}") from None
@@ -77,9 +84,9 @@ def load_points(path: str) -> np.ndarray:
     """Read and check an N×D array of finite numbers with N ≥ 2; raise ``DataError`` otherwise."""
     p = Path(path).expanduser()
     if p.suffix.lower() not in SUFFIXES:
-        raise DataError(
-            f"data file '{path}' has unsupported suffix '{p.suffix}'; allowed: {', '.join(SUFFIXES)}"
-        )
+        hint = " (an .npz archive holds several arrays: save the one to train on with numpy.save)" \
+            if p.suffix.lower() == ".npz" else ""
+        raise DataError(f"data file '{path}' has unsupported suffix '{p.suffix}'; allowed: {', '.join(SUFFIXES)}{hint}")
     if not p.exists():
         raise DataError(f"data file '{path}' not found")
     if not p.is_file():
@@ -108,9 +115,12 @@ class FileDataset(Dataset):
 
     class Options(Options):
         path: str
+        standardize: bool = Field(True, description="train on the points standardised per axis (mean 0, std 1); "
+                                  "samples, energies, evaluation and pictures are mapped back to the data's units")
 
     def __init__(self, options: "FileDataset.Options"):
         self.config = options
+        self.path = Path(options.path).expanduser().resolve()
         self.points: Tensor = torch.from_numpy(load_points(options.path)).to(torch.float32)
         self.dim = self.points.shape[1]
         # One interval for every axis (a square, as the toy sets use), the data's overall
@@ -121,6 +131,15 @@ class FileDataset(Dataset):
 
     def _sample(self, n, g):
         return self.points[torch.randint(0, len(self.points), (n,), generator=g)]
+
+    def standardization(self) -> Standardize | None:
+        return Standardize.of(self.points) if self.config.standardize else None
+
+    def local_paths(self) -> dict[str, str]:
+        return {"path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        return file_sha256(self.path)
 
     def __repr__(self) -> str:
         return f"FileDataset(path={self.config.path!r}, n={len(self.points)}, dim={self.dim})"

@@ -52,6 +52,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def local_paths(self) -> dict[str, str]:
+        root = self.config.root
+        return {} if root is None else {"root": str(Path(root).expanduser().resolve())}
+
     def _sample(self, n, g):
         x = self.images[torch.randint(0, len(self.images), (n,), generator=g)].to(torch.float32) / 127.5 - 1.0
         if self.config.hflip:

@@ -10,6 +10,7 @@ from torch import Tensor
 from ebmkit.compose import Need
 from ebmkit.energies.base import Energy
 from ebmkit.registry import ENERGIES, Options
+from ebmkit.schedules.base import StepCapOptions
 
 
 @ENERGIES.register("scalar")
@@ -44,9 +45,13 @@ class DRLScaledEnergy(Energy):
     with O(1) outputs serves levels whose log-densities have curvature ∝ 1/σ².
     """
 
-    class Options(Options):
+    class Options(StepCapOptions):
         b_square: float = Field(2e-4, gt=0, description="b² of s_t² = b² c_t σ²_{t+1}")
         c_rule: Literal["sigma_ratio", "constant"] = "sigma_ratio"
+
+    @classmethod
+    def fit(cls, options, data):
+        return options.fitted(data)
 
     @classmethod
     def provides(cls, options) -> frozenset[str]:
@@ -60,7 +65,8 @@ class DRLScaledEnergy(Energy):
     def __init__(self, options, *, network, schedule):
         super().__init__(options, network=network, schedule=schedule)
         self.register_buffer(
-            "step_sizes", schedule.langevin_step_sizes(options.b_square, options.c_rule).float(), persistent=False
+            "step_sizes", schedule.langevin_step_sizes(options.b_square, options.c_rule, options.cap_scale, options.step_cap).float(),
+            persistent=False,
         )
 
     def forward(self, y: Tensor, t: Tensor) -> Tensor:

@@ -110,8 +110,8 @@ def save_pretrained(model, folder: str | Path, repo_id: str | None = None) -> Pa
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = model.config()
-    save_tensors(model.state_dict(), folder / WEIGHTS)
+    config = model.config(shared=True)
+    save_tensors(model.state_dict(), folder / WEIGHTS, metadata=model.weights_metadata())
     write_json(config, folder / "config.json")
     picture = None
     for name in PICTURES:

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmkit.digest import file_sha256
 from ebmkit.metrics.frechet import (FeatureStats, MetricError, as_uint8_images, cache_root, cached_stats, feature_stats,
-                                    file_digest, frechet_distance, load_stats, quiet_stdout)
+                                    frechet_distance, load_stats, quiet_stdout)
 
 FID_DIMS = 2048  # pool3, the features every published FID uses
 BATCH_SIZE = 50  # pytorch-fid's default
@@ -200,7 +201,7 @@ class FID:
             return FeatureStats(mu, sigma)
         images = ref.dataset.images
         key = {"metric": "fid", "data": ref.spec, "n": len(images), "dims": FID_DIMS,
-               "weights_sha256": file_digest(self.weights_path)}
+               "weights_sha256": file_sha256(self.weights_path)}
         return cached_stats(self.cache_dir, key, lambda: self.stats(images))
 
     def __call__(self, images: Tensor, ref: Reference | str | dict | Path) -> float:

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ebmkit.digest import file_sha256
 from ebmkit.metrics.frechet import (FeatureStats, MetricError, as_uint8_images, cache_root, cached_stats, feature_stats,
-                                    file_digest, frechet_distance)
+                                    frechet_distance)
 
 WEIGHTS = Path(__file__).parent / "weights" / "fmnist_classifier.safetensors"
 FEATURE_DIM = 128
@@ -136,7 +137,7 @@ class FDFMNIST:
         if self._reference is None:
             test = fashion_mnist("test", self.root)
             key = {"metric": "fd_fmnist", "data": {"name": "fashion_mnist", **test.config.model_dump(mode="json")},
-                   "n": len(test), "weights_sha256": file_digest(self.weights)}
+                   "n": len(test), "weights_sha256": file_sha256(self.weights)}
             self._reference = cached_stats(self.cache_dir, key, lambda: self.stats(test.images))
         return self._reference
 

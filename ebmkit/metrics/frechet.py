@@ -109,13 +109,6 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ebmkit"
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file: the cache key of statistics made by the network whose weights it holds."""
-    from ebmkit.training.checkpoint import file_sha256
-
-    return file_sha256(path)
-
-
 def cached_stats(folder: Path, key: dict, compute: Callable[[], FeatureStats]) -> FeatureStats:
     """Statistics from ``folder/<name>-<hash of key>.npz``, computed and saved on a miss.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -44,10 +45,48 @@ class RecipeError(ValueError):
     """A recipe that cannot be made: one line naming the field and what is allowed."""
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all different (json keeps the last of a repeated key)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key '{key}' appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _load_yaml(text: str):
+    """yaml.safe_load, refusing a mapping that repeats a key (PyYAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in keys:
+                    raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice in one mapping",
+                                                            key_node.start_mark)
+                keys.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+class NewerVersionWarning(UserWarning):
+    """A saved run or Hub repo written by a newer ebmkit than the one reading it."""
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: '0.10.2rc1' → (0, 10, 2)."""
+    return tuple(int(m) for m in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
 # NaN and ±inf slip past unbounded fields and lower bounds (inf > 0) and would only surface
 # mid-training; refuse them as "not a finite number", as the components' options do (registry.Options).
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's β₁, β₂
 
 
@@ -86,14 +125,22 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of the forward passes; fp16 adds loss scaling (a GradScaler per optimizer)")
     on_divergence: Literal["stop", "rollback"] = Field(
-        "stop", description="a non-finite loss stops the run, or rolls back to the last good checkpoint with a new seed")
+        "stop", description="a divergence (a non-finite loss, or a blow-up: max_negative_ratio, max_grad_growth) stops "
+                            "the run, or rolls back to the last good checkpoint with a new seed")
     max_rollbacks: int = Field(3, ge=0, description="rollbacks before a diverging run stops")
+    max_negative_ratio: Optional[float] = Field(
+        100.0, gt=1, description="a divergence: a step's negatives whose largest norm exceeds this many times its "
+                                 "positives' largest (and generated samples this many times the data's); null: not watched")
+    max_grad_growth: Optional[float] = Field(
+        1e4, gt=1, description="a divergence: a gradient norm (before clipping) this many times the median of the same "
+                               "update's norms over the last grad_growth_window steps; null: not watched")
+    grad_growth_window: int = Field(1000, ge=10, description="steps of gradient-norm history max_grad_growth compares with")
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, name: str) -> str:
         # the spelling only: whether CUDA is there is the trainer's question, on the machine that trains
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        if not DEVICE_PATTERN.fullmatch(name):
             raise ValueError(f"must be {DEVICES}")
         return name
 
@@ -158,13 +205,8 @@ class Recipe(BaseModel):
         if not path.is_file():
             raise RecipeError(f"recipe file '{path}' not found")
         try:
-            text = path.read_text()
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
+            text = path.read_text(encoding="utf-8-sig")
+            data = _load_yaml(text) if path.suffix in (".yaml", ".yml") else json.loads(text, object_pairs_hook=_unique)
         except Exception as exc:  # not UTF-8, or not JSON / YAML
             # a YAML error's own text spans several lines and quotes the source: keep where and what
             mark = getattr(exc, "problem_mark", None)
@@ -190,6 +232,10 @@ class Recipe(BaseModel):
 
         if not isinstance(config, dict) or not isinstance(config.get("recipe"), dict):
             raise RecipeError(f"'{where}' has no 'recipe' mapping; it was not written by ebmkit")
+        written = config.get("ebmkit_version")
+        if isinstance(written, str) and _release(written) > _release(__version__):
+            warnings.warn(f"'{where}' was written by ebmkit {written}, newer than this ebmkit {__version__}: options "
+                          "it knows may be missing here (upgrade torch-ebmkit)", NewerVersionWarning, stacklevel=2)
         for field, origin in (config.get("provenance") or {}).items():
             if field not in COMPONENTS or not isinstance(origin, dict) or not isinstance(origin.get("name"), str):
                 continue
@@ -237,6 +283,11 @@ class Recipe(BaseModel):
                 node = node[p]
             node[leaf] = value
         return type(self).create(**data)
+
+    def fitted(self, data) -> "Recipe":
+        """A copy whose component options measured from the data ('auto') hold the measured values
+        (`ebmkit.compose.fit`; ``data`` is a `ebmkit.types.DataSummary`). The trainer saves it."""
+        return self.override({slot: compose.fit(slot, getattr(self, slot), data) for slot in compose.SLOTS})
 
     # -- introspection ------------------------------------------------------------------
     def provenance(self) -> dict[str, dict[str, str]]:

@@ -7,6 +7,10 @@ the truncated-cosine log-SNR schedule (λ ∈ [−5.1, 9.8], T = 6), shared-nois
 step in 2D, `sampler.denoise` turns it on). Scale knobs for a CPU budget as in specs/cdrl.md
 §11: both networks at lr 1e-3 (the toy code's 3e-6 / 1e-5 need ~100k iterations), cosine
 decay, EMA 0.995 with warm-up, batch 512, MLPs of width 128 (energy) and 64 (initializer).
+The Langevin step is capped at the default κ = 1 local scale (`NoiseSchedule.langevin_step_sizes`):
+on 25gaussians CDRL's chain blew up at κ = 1.6 and 1.2 (its initializer drives the narrow modes'
+masses apart and deepens them: benchmarks/mode_mass.md) and not at 1; elsewhere the cap trims
+s_0 from 0.131 to 0.093 (pinwheel), 0.116 (swissroll) and 0.122 (8gaussians), and leaves checkerboard's.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
-from ebmkit.compose import Need, declaration
+from ebmkit.compose import Need, declaration, fit
 from ebmkit.networks.init import zero_output_layer
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
@@ -70,6 +70,10 @@ class CooperativeSampler(Sampler):
     @classmethod
     def provides(cls, options) -> frozenset[str]:
         return frozenset({"recovery_negatives"})
+
+    @classmethod
+    def fit(cls, options, data):
+        return options.model_copy(update={"refine": fit("sampler", options.refine, data)})
 
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:

@@ -23,13 +23,14 @@ import ebmkit.random as rnd
 from ebmkit.compose import Need
 from ebmkit.registry import SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions, TrainingBatch
+from ebmkit.schedules.base import StepCapOptions
 
 
 @SAMPLERS.register("langevin")
 class LangevinSampler(Sampler):
     """Recovery-likelihood Langevin: K steps per level from the noisier sample (DRL)."""
 
-    class Options(SamplerOptions):
+    class Options(SamplerOptions, StepCapOptions):
         n_steps: int = Field(30, ge=1, description="K, Langevin steps per level")
         generate_n_steps: Optional[int] = Field(
             None, ge=1, description="K when generating; null: n_steps (CDRL Table 3 samples with fewer steps than it trains with)"
@@ -46,6 +47,10 @@ class LangevinSampler(Sampler):
         return frozenset({"recovery_negatives"})
 
     @classmethod
+    def fit(cls, options, data):
+        return options.fitted(data)  # the cap of its own step (b_square set); the energy's step is capped there
+
+    @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
         if options.b_square is None:
             own = Need("energy", "step_sizes", instead="set sampler.b_square (e.g. 2e-4) for a step of its own")
@@ -57,7 +62,7 @@ class LangevinSampler(Sampler):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         s = schedule
         if options.b_square is not None:
-            step = s.langevin_step_sizes(options.b_square, options.c_rule)
+            step = s.langevin_step_sizes(options.b_square, options.c_rule, options.cap_scale, options.step_cap)
         elif getattr(energy, "step_sizes", None) is not None:
             step = energy.step_sizes.double().cpu()  # one s_t² for the parameterisation and the chain
         else:

@@ -1,6 +1,7 @@
 """The trainer core: one loop, checkpoints, EMA, evaluation and pictures for every recipe."""
 
 from ebmkit.training.checkpoint import CheckpointError
-from ebmkit.training.trainer import Trainer, TrainingError
+from ebmkit.training.rundir import RunDirectoryError
+from ebmkit.training.trainer import DivergenceError, Trainer, TrainingError
 
-__all__ = ["Trainer", "TrainingError", "CheckpointError"]
+__all__ = ["Trainer", "TrainingError", "DivergenceError", "CheckpointError", "RunDirectoryError"]

@@ -15,15 +15,18 @@ checkpoint behind. Loading never unpickles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ebmkit.digest import file_sha256, tensors_sha256
+
+CHECKSUM = "sha256"  # safetensors metadata key: `tensors_sha256` of the file's tensors and other metadata
 
 
 class CheckpointError(RuntimeError):
@@ -41,15 +44,6 @@ def run_config(run_dir: Path) -> dict:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc})") from None
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -58,24 +52,44 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write a safetensors file atomically (tmp + fsync + rename)."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically (tmp + fsync + rename), with ``metadata`` and the
+    checksum of both its tensors and that metadata, which `read_tensors` verifies."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata = dict(metadata or {})
+    save_file(tensors, str(tmp), metadata={**metadata, CHECKSUM: tensors_sha256(tensors, metadata)})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and metadata (less the checksum); a file whose content no
+    longer matches the checksum it was written with (a flipped byte) is refused. Files without a
+    checksum (written elsewhere, or before ebmkit recorded one) load as they are, unless their
+    metadata is ebmkit's (``ebmkit.*`` keys), which never comes without one."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file '{path}' not found")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"weights file '{path}' is corrupt or truncated ({exc})") from None
+    checksum = metadata.pop(CHECKSUM, None)
+    ours = checksum is not None or any(key.startswith("ebmkit.") for key in metadata)
+    if ours and checksum != tensors_sha256(tensors, metadata):
+        raise CheckpointError(f"weights file '{path}' is corrupt: its content does not match the checksum it was "
+                              "written with")
+    return tensors, metadata
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """`read_tensors` without the metadata."""
+    return read_tensors(path)[0]
 
 
 def write_json(obj, path: Path) -> None:

@@ -8,16 +8,15 @@
 A learnable sampler with ``pretrain_loss`` can first train alone (``train.pretrain_steps``).
 
 Nothing here is specific to an algorithm. Randomness comes from two explicit generators (data
-and training) whose states are checkpointed, so a resumed run repeats an uninterrupted one bit
-for bit on the same machine; periodic evaluation uses its own seed and never touches them.
+and training) and, for dropout masks, torch's global stream, whose states are checkpointed, so a
+resumed run repeats an uninterrupted one bit for bit on the same machine; periodic evaluation
+uses its own seed and never touches the two generators.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel
 
 from ebmkit.data import DATASETS
+from ebmkit.data.summary import summarize
+from ebmkit.data.transform import Standardize
 from ebmkit.metrics import sliced_wasserstein
 from ebmkit.model import EnergyModel
 from ebmkit.random import ShardedGenerator
+from ebmkit.training import rundir
 from ebmkit.training.plots import density_figure, save_image_grid
 from ebmkit.training.checkpoint import (
     CheckpointError,
@@ -39,25 +41,41 @@ from ebmkit.training.checkpoint import (
     load_tensors,
     optimizer_from_flat,
     optimizer_to_flat,
+    run_config,
     save_checkpoint,
     save_tensors,
     write_json,
 )
 from ebmkit.training.distributed import Distributed, global_batch_problem
+from ebmkit.training.watch import Watch
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-NEVER = 2**62  # "no non-finite loss yet" in `Trainer._watch`
 
 # In-training validation draws: disjoint from `ebmkit eval`'s seeds (seed … seed + 4).
 VALIDATION_SEED_OFFSET = 1000
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, an unusable run directory)."""
+    """Training cannot go on (a divergence, changed data, an unusable run directory)."""
+
+
+class DivergenceError(TrainingError):
+    """The divergence watch stopped the run; ``step`` is where the problem began."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+    def __reduce__(self):  # across processes (`ebmkit bench toy`'s workers)
+        return type(self), (str(self), self.step)
 
 
 def resolve_device(name: str) -> torch.device:
-    """``train.device`` (its spelling already checked by TrainConfig) on this machine."""
+    """A device name (``train.device``, ``--device``) on this machine."""
+    from ebmkit.recipes.base import DEVICE_PATTERN, DEVICES
+
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise TrainingError(f"device '{name}' is not one of {DEVICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -107,10 +125,10 @@ def frozen(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
-def default_run_dir(recipe, root: Path = Path("runs")) -> Path:
+def run_name(recipe) -> str:
+    """``recipe-data`` of an automatic run directory ``runs/NNN-recipe-data``."""
     data = recipe.data["name"] if recipe.data["name"] != "file" else Path(recipe.data["path"]).stem
-    existing = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"(\d+)-", p.name))]
-    return root / f"{max(existing, default=-1) + 1:03d}-{recipe.name}-{data}"
+    return f"{recipe.name}-{data}"
 
 
 class Trainer:
@@ -122,31 +140,37 @@ class Trainer:
         self.dist = Distributed.from_env(recipe.train.device)
         self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
         self.progress_enabled = progress and self.dist.is_main
+        self.recipe = recipe
+        self.resume = resume
+        self.overwrite = overwrite and not resume
+        self.lock: rundir.Lock | None = None
+        self._created: list[Path] = []  # folders this run made (removed again if it fails before writing)
         if resume:
             if run_dir is None:
                 raise TrainingError("resume needs a run directory")
             self.run_dir = Path(run_dir)
             if find_checkpoint(self.run_dir / "checkpoint") is None:
                 raise TrainingError(f"cannot resume '{self.run_dir}': no checkpoint found in it")
-        else:
-            if self.dist.is_main:
-                run_dir = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
-                if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-                    raise TrainingError(
-                        f"run directory '{run_dir}' already exists; pass --resume to continue it "
-                        "or --overwrite to start it again"
-                    )
-            self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 numbers a default one
-        self.recipe = recipe
-        self.resume = resume
-        self.overwrite = overwrite
+            return
+        if self.dist.is_main:  # checked before any work, so a bad --out costs nothing
+            if run_dir is None:
+                run_dir, self._created = rundir.numbered(Path("runs"), run_name(recipe))  # taken now, by us alone
+            else:
+                run_dir = Path(run_dir)
+                self._check_new(run_dir)
+                rundir.check_writable(run_dir)
+        self.run_dir = Path(self.dist.broadcast_object(str(run_dir)))  # rank 0 numbers a default one
 
-    def _clear_previous_run(self):
-        """--overwrite: remove what an earlier run wrote, only once the new one has been built."""
-        for stale in ("checkpoint", "checkpoint.old", "checkpoint.tmp", "samples"):
-            shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-        for stale in ("stats.jsonl", "best.safetensors", "model.safetensors", "density.png", "samples.png", "eval.json"):
-            (self.run_dir / stale).unlink(missing_ok=True)
+    def _check_new(self, run_dir: Path) -> None:
+        """A new run may start in an empty folder, or over an ebmkit run with --overwrite."""
+        if not rundir.has_content(run_dir):
+            return
+        if not self.overwrite:
+            raise TrainingError(f"run directory '{run_dir}' already exists; pass --resume to continue it "
+                                "or --overwrite to start it again")
+        if not rundir.is_run(run_dir):
+            raise TrainingError(f"--overwrite: '{run_dir}' is not an ebmkit run (it has no config.json written by "
+                                "ebmkit train), so nothing in it is deleted; choose another --out")
 
     # -- setup --------------------------------------------------------------------------
     def _setup(self):
@@ -161,8 +185,10 @@ class Trainer:
                 self.device = torch.device("cuda", self.dist.local_rank)
                 torch.cuda.set_device(self.device)
         self.dataset = DATASETS.build(r.data)
+        self._fit_data()
+        r = self.recipe
         torch.manual_seed(tc.seed)  # network initialisation
-        self.model = EnergyModel(r, self.dataset.shape).to(self.device)
+        self.model = EnergyModel(r, self.dataset.shape, self.transform).to(self.device)
         if tc.pretrain_steps and not (self.model.sampler.learnable and hasattr(self.model.sampler, "pretrain_loss")):
             raise TrainingError(f"train.pretrain_steps is {tc.pretrain_steps} but sampler '{r.sampler['name']}' "
                                 "has no pretraining objective; set it to 0")
@@ -196,10 +222,41 @@ class Trainer:
                                     f"of shape {self.dataset.shape}: use 'sw'")
         self.history: list[dict] = []
         self.rollbacks = 0
-        self._first_nonfinite: dict[str, torch.Tensor] = {}
+        self.saved_step: int | None = None  # the step of the checkpoint on disk
+        self.watch = Watch(tc, self.device)
+        # the data's largest norm, in the data's units: generated samples far beyond it are a divergence
+        self.data_radius = float(self.dataset.sample(512, generator=torch.Generator().manual_seed(0))
+                                 .flatten(1).norm(dim=1).max())
         # fp16 needs loss scaling (bf16 has fp32's exponent range): one scaler per optimizer
         self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} \
             if tc.precision == "fp16" else {}
+
+    def _fit_data(self) -> None:
+        """How the model sees the data: its transform (standardisation) and the options measured
+        from it ('auto'), fitted on a new run and read back from config.json on a resumed one,
+        whose data must be the data it started with. Says what was done in one line."""
+        source = {"paths": self.dataset.local_paths(), "sha256": self.dataset.fingerprint()}
+        if self.resume:
+            config = run_config(self.run_dir)
+            self.transform = Standardize.from_config(config.get("data_transform"))
+            then = (config.get("data_source") or {}).get("sha256")
+            if then is not None and then != source["sha256"]:
+                where = ", ".join(source["paths"].values()) or self.recipe.data["name"]
+                raise TrainingError(f"the data of '{self.run_dir}' changed since the run started: {where} has sha256 "
+                                    f"{source['sha256'][:12]}… where the run recorded {then[:12]}…; resume needs the "
+                                    "same data (restore it, or start a new run)")
+        else:
+            self.transform = self.dataset.standardization()
+        summary = summarize(self.dataset, self.transform)
+        if not self.resume:  # a resumed recipe is the fitted one its run saved
+            # absolute paths, so that the run resumes and evaluates from any working directory
+            local = {f"data.{key}": path for key, path in source["paths"].items()}
+            self.recipe = self.recipe.fitted(summary).override(local)
+        self.data_source = source
+        done = (f"{self.transform.describe()}: samples, energies and pictures are in the data's units"
+                if self.transform is not None else "used as given")
+        scale = "" if summary.local_scale is None else f"; local scale {summary.local_scale:.3g} (model units)"
+        self.data_line = f"data: {self.dataset!r}, {done}{scale}"  # said once setup has passed every check
 
     def _compile(self):
         """``train.compile``: the networks being trained (`EnergyModel.trained_networks`), compiled in place
@@ -222,11 +279,11 @@ class Trainer:
         precision = self.recipe.train.precision
         return torch.autocast(self.device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
 
-    def _update(self, group: str, loss: torch.Tensor, parameters, what: str) -> torch.Tensor | None:
-        """One optimizer step of a parameter group; returns the pre-clip gradient norm. ``what``
-        names the loss if it is not finite."""
+    def _update(self, group: str, loss: torch.Tensor, parameters, what: str) -> torch.Tensor:
+        """One optimizer step of a parameter group; returns the gradient norm before clipping.
+        ``what`` names the loss to the divergence watch."""
         opt, tc = self.optimizers[group], self.recipe.train
-        self._watch(what, loss)
+        self.watch.loss(what, loss, self.step + 1)
         for g in opt.param_groups:
             g["lr"] = self._lr(self.step, group) * g.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
@@ -238,7 +295,12 @@ class Trainer:
             scaler.unscale_(opt)
         self.dist.all_reduce_gradients(parameters)
         clip = tc.grad_clip if group == "energy" or tc.sampler_grad_clip is None else tc.sampler_grad_clip
-        norm = torch.nn.utils.clip_grad_norm_(parameters, clip) if clip is not None else None
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+        else:  # the norm alone, for the watch: one fused kernel, no rescaling
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
+                [p.grad for p in parameters if p.grad is not None])))
+        self.watch.grad_norm(what, norm, self.step + 1)
         if scaler is None:
             opt.step()
         else:  # skips the step on inf/NaN gradients and lowers the scale; updated after every step, as
@@ -246,26 +308,10 @@ class Trainer:
             scaler.update()
         return norm
 
-    def _watch(self, what: str, loss: torch.Tensor) -> None:
-        """Remember, on the device and without a sync, the first step at which loss ``what`` was
-        not finite; `_nonfinite` reads it at log and checkpoint steps."""
-        first = self._first_nonfinite.get(what, torch.full((), NEVER, device=loss.device))
-        bad = ~torch.isfinite(loss.detach().float())
-        self._first_nonfinite[what] = torch.where(bad & (first == NEVER), self.step + 1, first)
-
-    def _nonfinite(self) -> tuple[int, str] | None:
-        """(step, loss) of the earliest non-finite loss since the last check, over all ranks."""
-        if not self._first_nonfinite:
-            return None
-        names = sorted(self._first_nonfinite)
-        first = self.dist.minimum(torch.stack([self._first_nonfinite[k] for k in names]))
-        self._first_nonfinite.clear()
-        step = int(first.min())
-        return None if step == NEVER else (step, names[int(first.argmin())])
-
     # -- checkpoints --------------------------------------------------------------------
     def _save(self):
         if not self.dist.is_main:
+            self.saved_step = self.step
             return
         files = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": {}}
         opt_meta = {}
@@ -275,6 +321,10 @@ class Trainer:
             opt_meta[name] = meta
         files["optimizer"]["rng.data"] = self.data_generator.get_state()
         files["optimizer"]["rng.train"] = self.generator.get_state().cpu()
+        # torch's global stream: what nn.Dropout draws its masks from (the image U-Nets)
+        files["optimizer"]["rng.global"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            files["optimizer"]["rng.global_cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
             "step": self.step,
             "optimizers": opt_meta,
@@ -284,6 +334,7 @@ class Trainer:
             "recipe": self.recipe.model_dump(mode="json"),
         }
         save_checkpoint(self.run_dir / "checkpoint", files, state)
+        self.saved_step = self.step  # once it is whole on disk (Ctrl-C may land inside the save)
 
     def _load(self):
         files, state = load_checkpoint(self.run_dir / "checkpoint")
@@ -294,12 +345,16 @@ class Trainer:
                 optimizer_from_flat(name, opt, files["optimizer"], state["optimizers"][name])
             self.data_generator.set_state(files["optimizer"]["rng.data"])
             self.generator.set_state(files["optimizer"]["rng.train"].to(self.generator.device))
+            if "rng.global" in files["optimizer"]:  # absent from checkpoints of ebmkit before 2026-12
+                torch.set_rng_state(files["optimizer"]["rng.global"])
+            if "rng.global_cuda" in files["optimizer"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(files["optimizer"]["rng.global_cuda"], self.device)
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint in '{self.run_dir}' does not match its recipe: {exc}") from None
         for name, scaler in self.scalers.items():
             if name in state.get("scalers", {}):
                 scaler.load_state_dict(state["scalers"][name])
-        self.step = state["step"]
+        self.step = self.saved_step = state["step"]
         self.best = state["best"]
         self.rollbacks = state.get("rollbacks", 0)
         stats = self.run_dir / "stats.jsonl"
@@ -309,8 +364,9 @@ class Trainer:
             stats.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
     def _write_config(self):
+        """config.json: the model's config, and where the data came from (local: never pushed)."""
         if self.dist.is_main:
-            write_json(self.model.config(), self.run_dir / "config.json")
+            write_json({**self.model.config(), "data_source": self.data_source}, self.run_dir / "config.json")
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -318,12 +374,12 @@ class Trainer:
         with self.autocast():
             batch = m.divergence.training_batch(self._data_batch(), generator=self.draw)
             negatives = m.sampler.sample(batch, m.energy, generator=self.draw)
+            self.watch.negatives(f"sampler '{r.sampler['name']}'", negatives, batch.positives, self.step + 1)
             # energy first, on negatives from the pre-update energy; then the sampler on the same ones
             out = m.divergence.energy_loss(batch, negatives, m.energy)
         metrics = {"loss": out.loss.detach(), **out.metrics}
-        norm = self._update("energy", out.loss, list(m.energy.parameters()), f"energy loss ({r.divergence['name']})")
-        if norm is not None:
-            metrics["grad_norm"] = norm
+        metrics["grad_norm"] = self._update("energy", out.loss, list(m.energy.parameters()),
+                                            f"energy loss ({r.divergence['name']})")
         # a value function sharing the energy's network (DxMI's TD sweep) takes its steps on the
         # energy's optimizer; each loss is built after the previous step, so targets see it
         value_losses = m.sampler.value_steps(m.energy, generator=self.draw)
@@ -347,9 +403,11 @@ class Trainer:
         return metrics
 
     def _data_batch(self) -> torch.Tensor:
-        """This rank's share of ``train.batch_size`` fresh data points (all of it on one process)."""
+        """This rank's share of ``train.batch_size`` fresh data points (all of it on one process), in
+        the model's units."""
         x0 = self.dataset.sample(self.recipe.train.batch_size, generator=self.data_generator)
-        return self.dist.shard(x0).to(self.device)
+        x0 = self.dist.shard(x0).to(self.device)
+        return x0 if self.transform is None else self.transform(x0)
 
     def _adam(self, cls, params, **options):
         """Adam(W) with the recipe's betas and eps, fused on CPU and CUDA: one kernel over all the
@@ -387,6 +445,7 @@ class Trainer:
         seed = self.recipe.eval.seed + VALIDATION_SEED_OFFSET
         g_model = torch.Generator(self.device).manual_seed(seed)
         samples = self.ema.module.generate(n, generator=g_model).cpu()
+        self._check_samples(samples, "evaluation samples")
         if self.dataset.is_image:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{self.step:06d}.png")
@@ -402,23 +461,48 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
+        if self.dist.is_main:  # one writer per run directory, from here to the end
+            self._created += rundir.make_dir(self.run_dir)
+            self.lock = rundir.Lock(self.run_dir).acquire()
         try:
             model = self._fit()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                self._interrupted()
             self.dist.close(finished=False)
+            if self.lock is not None:
+                self.lock.release()
+                rundir.remove_if_unused(self._created)
             raise
+        if self.lock is not None:
+            self.lock.release()
         self.dist.close(finished=True)
         return model
 
+    def _interrupted(self) -> None:
+        """Ctrl-C: which checkpoint is kept (read from disk: the signal may land inside a save),
+        and how to go on from it."""
+        found = find_checkpoint(self.run_dir / "checkpoint")
+        if found is None:
+            self.console.print(f"[yellow]interrupted[/] before the first checkpoint; '{self.run_dir}' holds nothing to "
+                               "resume", soft_wrap=True, highlight=False)
+            return
+        kept = json.loads((found / "state.json").read_text())["step"]
+        reached = getattr(self, "step", kept)  # not yet set if the signal came during setup
+        self.console.print(f"[yellow]interrupted[/] at step {reached}: the checkpoint of step {kept} is kept in "
+                           f"{self.run_dir / 'checkpoint'}; continue with: ebmkit train --resume {self.run_dir}",
+                           soft_wrap=True, highlight=False)
+
     def _fit(self) -> EnergyModel:
+        if self.dist.is_main and not self.resume:
+            self._check_new(self.run_dir)  # again, under the lock: another run may have finished in it meanwhile
         self._setup()
-        if self.dist.is_main:
-            if self.overwrite and not self.resume:
-                self._clear_previous_run()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main and self.overwrite:
+            rundir.clear(self.run_dir)  # only once the new run has been built
         if self.resume:
             self._load()
             self.console.print(f"[bold]resuming[/] {self.run_dir} at step {self.step}", soft_wrap=True)
+        self.console.print(self.data_line, soft_wrap=True, highlight=False)  # every check has passed
         self._write_config()
         if not self.resume:
             if self.recipe.train.pretrain_steps:
@@ -460,7 +544,8 @@ class Trainer:
             row[metric] = self.evaluate(tc.eval_samples)
             if tc.keep_best and (self.best.get(metric) is None or row[metric] < self.best[metric]):
                 self.best = {metric: row[metric], "step": self.step}
-                save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors")
+                save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors",
+                             self.ema.module.weights_metadata())
         self.history.append(row)
         if stats is not None:
             stats.write(json.dumps(row) + "\n")
@@ -468,33 +553,47 @@ class Trainer:
         return f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
 
     def _diverged(self) -> bool:
-        """Whether a loss became non-finite since the last check. With ``on_divergence=stop`` (or
-        no rollbacks left) the run stops, naming the step and the loss; the checkpoint on disk
-        predates it, since every save is preceded by this check. With ``rollback`` the run goes back
-        to that checkpoint and draws from a new seed, recorded in rollbacks.jsonl."""
-        found = self._nonfinite()
-        if found is None:
+        """Whether the divergence watch found a problem since the last check (`ebmkit.training.watch`:
+        a non-finite loss, negatives far larger than the positives, a gradient norm grown by orders
+        of magnitude). With ``on_divergence=stop`` (or no rollbacks left) the run stops with one line
+        naming the component, the step and the quantity; the checkpoint on disk predates it, since
+        every save is preceded by this check. With ``rollback`` the run goes back to that checkpoint
+        and draws from a new seed, recorded in rollbacks.jsonl."""
+        problem = self.watch.check(self.dist)
+        if problem is None:
             return False
-        step, what = found
         tc = self.recipe.train
         if tc.on_divergence == "stop" or self.rollbacks >= tc.max_rollbacks:
-            tried = f" after {self.rollbacks} rollbacks" if tc.on_divergence == "rollback" else ""
-            raise TrainingError(f"{what} became non-finite at step {step}{tried}; the last good checkpoint is kept in "
-                                f"{self.run_dir / 'checkpoint'}")
+            tried = f" (after {self.rollbacks} rollbacks)" if tc.on_divergence == "rollback" else ""
+            raise DivergenceError(f"{problem.message}{tried}; the last good checkpoint (step {self.saved_step}) is kept "
+                                  f"in {self.run_dir / 'checkpoint'}", step=problem.step)
         self.rollbacks += 1
         rollbacks = self.rollbacks
         self._load()
+        self.watch.forget()
         self.rollbacks = rollbacks
         seed = tc.seed + 1 + 1_000_003 * rollbacks  # a new stream, reproducible from the record
         self.generator.manual_seed(seed)
-        record = {"diverged_at": step, "loss": what, "restarted_from": self.step, "seed": seed}
+        torch.manual_seed(seed)  # and new dropout masks
+        record = {"diverged_at": problem.step, "problem": problem.message, "restarted_from": self.step, "seed": seed}
         if self.dist.is_main:
             with open(self.run_dir / "rollbacks.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-        self.console.print(f"[yellow]rollback {rollbacks}/{tc.max_rollbacks}:[/] {what} became non-finite at step "
-                           f"{step}; back to step {self.step} with seed {seed}", soft_wrap=True)
+        self.console.print(f"[yellow]rollback {rollbacks}/{tc.max_rollbacks}:[/] {problem.message}; back to step "
+                           f"{self.step} with seed {seed}", soft_wrap=True, highlight=False)
         self._save()  # the new seed and the count, so that a resume repeats this run
         return True
+
+    def _check_samples(self, samples: torch.Tensor, what: str) -> None:
+        """Generated samples (data units) must be finite and within ``max_negative_ratio`` times
+        the data's largest norm: a run never ends "done" with garbage."""
+        ratio = self.recipe.train.max_negative_ratio
+        size = float(samples.flatten(1).norm(dim=1).max()) if len(samples) else 0.0
+        if not math.isfinite(size) or (ratio is not None and size > ratio * self.data_radius):
+            raise DivergenceError(f"the sampler's {what} blew up at step {self.step}: their largest norm is {size:.3g} "
+                                  f"against the data's {self.data_radius:.3g} (train.max_negative_ratio {ratio}); the "
+                                  f"last checkpoint (step {self.saved_step}) is kept in {self.run_dir / 'checkpoint'}",
+                                  step=self.step)
 
     def _finish(self, seconds: float) -> EnergyModel:
         tc = self.recipe.train
@@ -505,18 +604,19 @@ class Trainer:
             self.ema.module.load_state_dict(load_tensors(best))
         model = self.ema.module.eval()
         model.source_dir = self.run_dir
-        save_tensors(model.state_dict(), self.run_dir / "model.safetensors")
         g = torch.Generator(self.device).manual_seed(self.recipe.eval.seed)
+        samples = model.generate(64 if self.dataset.is_image else 2000, generator=g).cpu()
+        self._check_samples(samples, "final samples")
+        save_tensors(model.state_dict(), self.run_dir / "model.safetensors", model.weights_metadata())
         picture = None
         if self.dataset.dim == 2:
-            samples = model.generate(2000, generator=g).cpu()
             data = self.dataset.sample(2000, generator=torch.Generator().manual_seed(self.recipe.eval.seed + 1))
             picture = "density.png"
             density_figure(model, data, samples, self.dataset.box, self.run_dir / picture,
                            title=f"{self.recipe.name} on {self.recipe.data['name']}, step {self.step}")
         elif self.dataset.is_image:
             picture = "samples.png"
-            save_image_grid(model.generate(64, generator=g).cpu(), self.run_dir / picture)
+            save_image_grid(samples, self.run_dir / picture)
         self.console.print(
             f"[green]done[/] {self.step} steps in {seconds:.0f} s → {self.run_dir} "
             f"(model.safetensors{', ' + picture if picture else ''})",
