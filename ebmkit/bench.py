@@ -180,8 +180,8 @@ def markdown(summary: list[dict], header: dict, references: list[dict] = ()) -> 
             minutes = f"{c['seconds']['mean'] / 60:.1f}"
             if not c["seeds"]:
                 first = f"diverged ({c['diverged']}/{c['diverged']} seeds)"
-                lines.append(f"| {c['recipe']} | {data} | {first} | — | — | — | {_fmt(c, 'true_energy_auc', 3)} | — | "
-                             f"{_fmt(c, 'true_log_likelihood', 2)} | {minutes} |")
+                lines.append(f"| {c['recipe']} | {data} | {first} | — | — | — | {_fmt(c, 'true_energy_auc', 3)} | "
+                             f"— | {_fmt(c, 'true_log_likelihood', 2)} | {minutes} |")
                 continue
             note = f" (+{c['diverged']} diverged)" if c["diverged"] else ""
             lines.append(f"| {c['recipe']} | {data} | {_fmt(c, 'sw', 3)}{note} | {_fmt(c, 'sw_per_std', 3)} | "
@@ -229,8 +229,8 @@ def run_toy(recipes: list[str], datasets: list[str], seeds: int, out: Path, chan
     cells = [(r, d, s) for r in recipes for d in datasets for s in range(seeds)]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(train_and_score, r, d, s, changes, str(out / "runs" / f"{r}-{data_label(d)}-s{s}"), fresh)
-                   for r, d, s in cells]
+        futures = [pool.submit(train_and_score, r, d, s, changes, str(out / "runs" / f"{r}-{data_label(d)}-s{s}"),
+                               fresh) for r, d, s in cells]
         for future in futures:
             rows.append(future.result())
             row = rows[-1]

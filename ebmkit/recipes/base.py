@@ -88,6 +88,10 @@ STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's β₁, β₂
+# The 2D presets' torch threads: MLPs of a few thousand parameters gain nothing from a second
+# thread, and its spin-waits cost much when the cores are busy (the README's first command under
+# a 2-job load: 326 s with torch's 2 threads, 100 s with one). `--set train.threads=N` overrides.
+TOY_THREADS = 1
 
 
 class TrainConfig(BaseModel):
@@ -130,11 +134,13 @@ class TrainConfig(BaseModel):
     max_rollbacks: int = Field(3, ge=0, description="rollbacks before a diverging run stops")
     max_negative_ratio: Optional[float] = Field(
         100.0, gt=1, description="a divergence: a step's negatives whose largest norm exceeds this many times its "
-                                 "positives' largest (and generated samples this many times the data's); null: not watched")
+                                 "positives' largest (and generated samples this many times the data's); "
+                                 "null: not watched")
     max_grad_growth: Optional[float] = Field(
-        1e4, gt=1, description="a divergence: a gradient norm (before clipping) this many times the median of the same "
-                               "update's norms over the last grad_growth_window steps; null: not watched")
-    grad_growth_window: int = Field(1000, ge=10, description="steps of gradient-norm history max_grad_growth compares with")
+        1e4, gt=1, description="a divergence: a gradient norm (before clipping) this many times the median of "
+                               "the same update's norms over the last grad_growth_window steps; null: not watched")
+    grad_growth_window: int = Field(1000, ge=10, description="steps of gradient-norm history that max_grad_growth "
+                                                             "compares with")
 
     @field_validator("device")
     @classmethod

@@ -15,7 +15,7 @@ s_0 from 0.131 to 0.093 (pinwheel), 0.116 (swissroll) and 0.122 (8gaussians), an
 
 from __future__ import annotations
 
-from ebmkit.recipes.base import Recipe
+from ebmkit.recipes.base import TOY_THREADS, Recipe
 from ebmkit.registry import RECIPES
 
 
@@ -38,6 +38,7 @@ def cdrl() -> Recipe:
         },
         divergence={"name": "recovery_likelihood", "weighting": "sigma_ratio", "contrast": "network",
                     "shared_noise": True},
-        train={"steps": 4000, "batch_size": 512, "lr": 1e-3, "sampler_lr": 1e-3, "warmup": 100,
+        train={"threads": TOY_THREADS,
+               "steps": 4000, "batch_size": 512, "lr": 1e-3, "sampler_lr": 1e-3, "warmup": 100,
                "lr_schedule": "cosine", "grad_clip": 1.0, "ema_decay": 0.995, "checkpoint_every": 500},
     )

@@ -16,7 +16,7 @@ encoder q_φ(z | x_t, x_{t+1}, t). `--set divergence.name=kl` (or `reverse_kl`) 
 
 from __future__ import annotations
 
-from ebmkit.recipes.base import Recipe
+from ebmkit.recipes.base import TOY_THREADS, Recipe
 from ebmkit.registry import RECIPES
 
 DESCRIPTION = "Denoising Diffusion Adversarial EBM (Geng et al., ICML 2024)"
@@ -43,7 +43,8 @@ def ddaebm_paper() -> Recipe:
         description=DESCRIPTION + ", the paper's 2D settings",
         data="25gaussians",
         **_components(beta_max=0.1),
-        train={"steps": 180_000, "batch_size": 200, "lr": 1e-4, "betas": (0.0, 0.9), "grad_clip": None,
+        train={"threads": TOY_THREADS,
+               "steps": 180_000, "batch_size": 200, "lr": 1e-4, "betas": (0.0, 0.9), "grad_clip": None,
                "ema_decay": 0.0, "ema_warmup": False, "checkpoint_every": 5000, "log_every": 500},
     )
 

@@ -18,7 +18,7 @@ chain from x_{t+1}, λ = 0.99 when generating. For 2D the preset changes scale k
 
 from __future__ import annotations
 
-from ebmkit.recipes.base import Recipe
+from ebmkit.recipes.base import TOY_THREADS, Recipe
 from ebmkit.registry import RECIPES
 
 
@@ -34,7 +34,7 @@ def drl() -> Recipe:
         energy={"name": "drl", "b_square": 2e-3, "c_rule": "constant", "step_cap": 1.6},
         sampler={"name": "langevin", "n_steps": 30, "noise_scale": 1.0, "generate_noise_scale": 0.99},
         divergence={"name": "recovery_likelihood", "weighting": "sigma_ratio", "contrast": "network"},
-        train={"steps": 1800, "batch_size": 512, "lr": 1e-3, "eps": 1e-7, "warmup": 100,
+        train={"threads": TOY_THREADS, "steps": 1800, "batch_size": 512, "lr": 1e-3, "eps": 1e-7, "warmup": 100,
                "lr_schedule": "cosine", "grad_clip": 1.0, "ema_decay": 0.995,
                "checkpoint_every": 200, "eval_every": 0},
     )

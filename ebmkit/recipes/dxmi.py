@@ -18,7 +18,7 @@ Ablations are one option away: ``--set sampler.tau=0`` (τ rows), ``--set train.
 
 from __future__ import annotations
 
-from ebmkit.recipes.base import Recipe
+from ebmkit.recipes.base import TOY_THREADS, Recipe
 from ebmkit.registry import RECIPES
 
 
@@ -36,7 +36,8 @@ def dxmi() -> Recipe:
         sampler={"name": "dp_policy", "network": mlp, "tau": 0.1, "sigma_lr_scale": 10.0, "last_sigma": 1e-3,
                  "avr_decay": 0.99, "value": "time_dependent", "value_target": "running_costs"},
         divergence={"name": "gcd", "gamma": 1.0},
-        train={"steps": 8000, "batch_size": 128, "lr": 1e-3, "sampler_lr": 1e-4, "lr_schedule": "cosine",
+        train={"threads": TOY_THREADS,
+               "steps": 8000, "batch_size": 128, "lr": 1e-3, "sampler_lr": 1e-4, "lr_schedule": "cosine",
                "grad_clip": None,
                "sampler_grad_clip": 0.1, "ema_decay": 0.0, "ema_warmup": False, "pretrain_steps": 4000,
                "pretrain_lr": 1e-3, "log_every": 200, "checkpoint_every": 2000, "eval_every": 1000,
