@@ -17,14 +17,15 @@ so that they do not depend on how the trainer groups or orders what it holds:
 - ``ema``: the averaged model's state dict.
 
 Float results depend on the kernels torch picks for the CPU, so a record holds for the torch
-version and CPU capability (torch.backends.cpu.get_cpu_capability) it names; `--check` and the
-test say so and compare nothing elsewhere.
+version, CPU capability (torch.backends.cpu.get_cpu_capability) and CPU model it names; `--check`
+and the test say so and compare nothing elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import tempfile
 import time
@@ -40,7 +41,20 @@ STEPS = 50
 
 
 def platform_key() -> dict:
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What the bits depend on beyond the code: torch, the vector ISA its kernels use, and the
+    CPU's model (two AVX512 machines of different generations have given different floats)."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model()}
+
+
+def cpu_model() -> str:
+    """'NAME, family F model M' from /proc/cpuinfo, else what the platform module says."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        return f"{fields['model name']}, family {fields['cpu family']} model {fields['model']}"
+    except (OSError, KeyError):
+        return platform.processor() or platform.machine()
 
 
 def short_recipe(name: str):
@@ -122,7 +136,7 @@ def main(argv=None) -> None:
     record["date"] = time.strftime("%Y-%m-%d")
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
     lines = ["# The training step, bitwise", "", "`python benchmarks/step_hashes.py`", "",
-             f"{record['date']} · torch {torch.__version__} · CPU capability "
+             f"{record['date']} · torch {torch.__version__} · {platform_key()['cpu']}, CPU capability "
              f"{platform_key()['cpu_capability']} · {STEPS} iterations, seed 0, one thread", "",
              "The first 12 hex digits of each SHA-256 (the full digests are in step_hashes.json).", "",
              "| preset | parameters | buffers | optimizer | EMA | seconds |", "| --- | --- | --- | --- | --- | --- |"]
