@@ -42,7 +42,7 @@ STEPS = 50
 
 def platform_key() -> dict:
     """What the bits depend on beyond the code: torch, the vector ISA its kernels use, and the
-    CPU's model (two AVX512 machines of different generations have given different floats)."""
+    CPU's model (two sessions' machines have trained DRL to different floats from the same seeds)."""
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model()}
 
 
