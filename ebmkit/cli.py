@@ -437,7 +437,8 @@ def show(
             return
         recipe = Recipe.load(name) if is_file else Recipe.from_name(name)
     except _user_errors() as exc:
-        hint = "" if is_file or sep else "; a component is shown by its name or KIND/NAME (see `ebmkit list`)"
+        found = not is_file and any(name in reg.names() for reg in components.values())  # found, but broken
+        hint = "" if is_file or sep or found else "; a component is shown by its name or KIND/NAME (see `ebmkit list`)"
         _fail(str(exc) + hint)
     print(recipe.to_yaml() if fmt == "yaml" else recipe.model_dump_json(indent=2), end="" if fmt == "yaml" else "\n")
 

@@ -54,8 +54,8 @@ class Need:
     def __post_init__(self):
         if self.slot not in SLOTS:
             raise ValueError(f"Need.slot must be one of {', '.join(SLOTS)}, got {self.slot!r}")
-        if self.capability not in CAPABILITIES:
-            raise ValueError(f"unknown capability {self.capability!r}; known: {', '.join(CAPABILITIES)}")
+        if not (isinstance(self.capability, str) and self.capability):
+            raise ValueError(f"Need.capability is a capability's name, got {self.capability!r}")
 
 
 class Declares:
@@ -63,7 +63,12 @@ class Declares:
 
     ``fit(options, data)`` returns the options with those that are measured from the data
     ('auto') resolved against a `ebmkit.types.DataSummary`; by default there are none.
+    ``capabilities`` introduces capability names beyond `CAPABILITIES`, each with what it
+    means: a plugin whose components provide or need something new declares it here, on any
+    of its classes.
     """
+
+    capabilities: dict[str, str] = {}
 
     @classmethod
     def fit(cls, options, data):
@@ -78,16 +83,41 @@ class Declares:
         return ()
 
 
+def known_capabilities() -> dict[str, str]:
+    """Every capability name and what it means: `CAPABILITIES` and those that registered
+    components introduce (``Declares.capabilities``); a broken plugin introduces none."""
+    known = dict(CAPABILITIES)
+    for kind in KINDS.values():
+        reg = registry(kind)
+        for name in reg.names():
+            try:
+                declared = getattr(reg.get(name).obj, "capabilities", None) or {}
+            except ComponentError:
+                continue
+            for capability, meaning in declared.items():
+                known.setdefault(capability, meaning)
+    return known
+
+
 def declaration(slot: str, spec: Any) -> tuple[frozenset[str], tuple[Need, ...]]:
     """(provides, needs) of one component spec, from its class and validated options."""
     entry, options = registry(KINDS[slot]).parse(spec)
     provides, needs = getattr(entry.obj, "provides", None), getattr(entry.obj, "needs", None)
     try:  # a schedule's provides builds it: its own checks of the options speak here
-        return (frozenset(provides(options)) if provides else frozenset(), tuple(needs(options)) if needs else ())
+        declared = (frozenset(provides(options)) if provides else frozenset(), tuple(needs(options)) if needs else ())
     except ComponentError:
         raise
     except ValueError as exc:
         raise ComponentError(f"{KINDS[slot]} '{entry.name}': {exc}") from None
+    names = declared[0] | {need.capability for need in declared[1]}
+    if not names <= CAPABILITIES.keys():  # the built-in names need no search through the plugins
+        unknown = sorted(names - known_capabilities().keys())
+        if unknown:
+            raise ComponentError(
+                f"{KINDS[slot]} '{entry.name}' declares unknown capabilit{'y' if len(unknown) == 1 else 'ies'} "
+                f"{', '.join(map(repr, unknown))}; known: {', '.join(known_capabilities())}. A new one is "
+                "introduced in a component class's `capabilities` mapping (name → what it means)")
+    return declared
 
 
 def fit(slot: str, spec: Any, data) -> dict:
@@ -117,6 +147,8 @@ def problems(assembly: dict[str, Any]) -> list[str]:
     """Every unmet need of an assembly {slot: spec}, one sentence each ([] when it works)."""
     declared = {slot: declaration(slot, assembly[slot]) for slot in SLOTS}
     names = {slot: parse_spec(assembly[slot], KINDS[slot])[0] for slot in SLOTS}
+    needed = {need.capability for slot in SLOTS for need in declared[slot][1]}
+    meanings = CAPABILITIES if needed <= CAPABILITIES.keys() else known_capabilities()
     unmet = []
     for slot in SLOTS:
         for need in declared[slot][1]:
@@ -125,7 +157,7 @@ def problems(assembly: dict[str, Any]) -> list[str]:
             article = "an" if need.slot[0] in "aeiou" else "a"
             others = ", ".join(providers(need.slot, need.capability)) or "(none registered)"
             message = (f"{slot} '{names[slot]}' needs {article} {need.slot} that provides '{need.capability}' "
-                       f"— {CAPABILITIES[need.capability]}; {need.slot} '{names[need.slot]}' does not. "
+                       f"— {meanings[need.capability]}; {need.slot} '{names[need.slot]}' does not. "
                        f"{KINDS[need.slot].capitalize()} that do at their defaults: {others}")
             unmet.append(message + (f"; or {need.instead}" if need.instead else ""))
     return unmet

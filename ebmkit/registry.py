@@ -63,6 +63,31 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def options_problem(obj: Any) -> str | None:
+    """Why a component's ``Options`` is not a valid ebmkit options class, or None when it is.
+
+    ``Options`` is a subclass of `Options` (unknown keys and NaN refused, frozen), or None for a
+    component that takes none; and it extends the ``Options`` of every base class that has one,
+    because the methods a component inherits (``provides``, ``needs``, ``fit``, its constructor)
+    read their fields."""
+    options = getattr(obj, "Options", None)
+    inherited = [(base, base.__dict__["Options"]) for base in getattr(obj, "__mro__", ())[1:]
+                 if isinstance(base.__dict__.get("Options"), type)]
+    if options is None:
+        if inherited:
+            base, opts = inherited[0]
+            return f"Options is None, but its base class {base.__name__} reads {opts.__name__}'s fields: extend it"
+        return None
+    if not (isinstance(options, type) and issubclass(options, Options)):
+        what = f"the class {options.__name__}" if isinstance(options, type) else repr(options)
+        return f"Options must be a subclass of ebmkit.registry.Options (or None), got {what}"
+    for base, opts in inherited:
+        if not issubclass(options, opts):
+            return (f"Options must extend {base.__name__}'s {opts.__name__}, whose fields the methods it inherits "
+                    f"from {base.__name__} read")
+    return None
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -138,6 +163,9 @@ class Registry(Generic[T]):
             key = name or obj.__name__.lower()
             if key in self._builtin:
                 raise ComponentError(f"{self.kind}: '{key}' is registered twice")
+            problem = options_problem(obj)
+            if problem:
+                raise ComponentError(f"{self.kind} '{key}': {problem}")
             self._builtin[key] = Entry(key, obj, registered_source(obj))
             return obj
 
@@ -176,6 +204,9 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' from plugin package '{claimants[0]}' failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        problem = options_problem(obj)  # refused here, once, rather than as an AttributeError deep in a command
+        if problem:
+            raise ComponentError(f"{self.kind} '{name}' from plugin package '{claimants[0]}' is broken: {problem}")
         return Entry(name, obj, claimants[0])
 
     # -- lookup -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 
 from ebmkit import Recipe, RecipeError, compose
 from ebmkit.compose import CAPABILITIES
+from ebmkit.energies.base import Energy
 from ebmkit.registry import BUILTIN, ComponentError, parse_spec, registry
 from ebmkit.training import Trainer
 
@@ -120,8 +121,23 @@ def test_a_component_that_declares_nothing_needs_and_provides_nothing():
 
 
 def test_an_unknown_capability_or_slot_is_refused():
-    with pytest.raises(ValueError, match="unknown capability 'teleport'"):
-        compose.Need("energy", "teleport")
+    class Teleporting(Energy):
+        """Needs what nobody introduces."""
+
+        @classmethod
+        def needs(cls, options):
+            return (compose.Need("schedule", "teleport"),)
+
+    from ebmkit.registry import ENERGIES
+    ENERGIES.register("teleporting_for_compose_test")(Teleporting)
+    try:  # capability names are open (a plugin introduces its own), so an unknown one is caught where it is declared
+        with pytest.raises(ComponentError, match="energies 'teleporting_for_compose_test' declares unknown "
+                                                 "capability 'teleport'; known: level0_noise, "):
+            compose.declaration("energy", "teleporting_for_compose_test")
+    finally:
+        ENERGIES._builtin.pop("teleporting_for_compose_test")
+    with pytest.raises(ValueError, match="Need.capability is a capability's name"):
+        compose.Need("energy", "")
     with pytest.raises(ValueError, match="Need.slot must be one of schedule, energy, sampler, divergence"):
         compose.Need("network", "level_T")
     with pytest.raises(ComponentError, match="unknown sampler 'nope'"):

@@ -1,5 +1,7 @@
 """The registry: lookup, option validation, and plugin discovery from real installed metadata."""
 
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -7,6 +9,7 @@ import pytest
 
 import ebmkit  # noqa: F401  (registers built-ins)
 from ebmkit.registry import SAMPLERS, SCHEDULES, ComponentError, Registry, refresh_plugins
+from helpers import assert_one_line_error
 
 
 def test_unknown_name_lists_the_available_ones():
@@ -147,3 +150,121 @@ def test_no_plugins_switch(plugin_env, monkeypatch):
     assert "fast_langevin" not in SAMPLERS.names()
     with pytest.raises(ComponentError, match="unknown sampler"):
         SAMPLERS.get("fast_langevin")
+
+
+# -- a plugin that breaks its kind's contract is refused when discovered, and breaks nothing else --
+PLAIN_OPTIONS = """
+from pydantic import BaseModel
+from ebmkit.samplers import LangevinSampler
+
+class PlainOptions(LangevinSampler):
+    '''Options from plain pydantic, without the fields Langevin's methods read.'''
+    class Options(BaseModel):
+        n_steps: int = 3
+
+class NoOptions(LangevinSampler):
+    '''Options = None under a base class that reads options.'''
+    Options = None
+"""
+
+BROKEN = {"plain_options": ("fakeplug_contract:PlainOptions", "Options must be a subclass of ebmkit.registry.Options"),
+          "no_options": ("fakeplug_contract:NoOptions", "Options is None, but its base class LangevinSampler reads"),
+          "no_import": ("fakeplug_missing:Gone", "failed to import: ModuleNotFoundError")}
+
+
+def _cli(args, pythonpath):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]),
+           "COLUMNS": "1000"}  # one table row per line
+    env.pop("EBMKIT_NO_PLUGINS", None)
+    return subprocess.run([sys.executable, "-m", "ebmkit", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_a_plugin_breaking_the_contract_is_listed_broken_and_every_command_still_works(plugin_env):
+    _install_fake_dist(plugin_env, "fake-contract", {"ebmkit.samplers": {n: t for n, (t, _) in BROKEN.items()}},
+                       "fakeplug_contract", PLAIN_OPTIONS)
+    for name, (_, reason) in BROKEN.items():
+        with pytest.raises(ComponentError, match=f"samplers '{name}' from plugin package 'fake-contract'") as err:
+            SAMPLERS.get(name)
+        assert reason in str(err.value) and "\n" not in str(err.value)
+
+    listed = _cli(["list", "samplers"], plugin_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[1]: line for line in listed.stdout.splitlines() if line.startswith("│")}
+    for name, (_, reason) in BROKEN.items():
+        assert "broken: " in rows[name] and reason in rows[name], rows[name]
+    assert "broken" not in rows["langevin"]
+    assert "3 plugin component(s) failed to load" in listed.stderr
+    shown = _cli(["show", "plain_options"], plugin_env)
+    assert_one_line_error(shown, "fake-contract", "ebmkit.registry.Options")
+    assert "KIND/NAME" not in shown.stderr  # it was found: the hint for an unknown name would mislead
+    for args in (["show", "langevin"], ["list", "--compatible"], ["train", "--recipe", "drl", "--dry-run"]):
+        result = _cli(args, plugin_env)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+    assert "plain_options" not in _cli(["list", "--compatible"], plugin_env).stdout
+
+
+def test_builtin_components_meet_the_options_contract():
+    from ebmkit.registry import REGISTRIES, options_problem
+
+    for reg in REGISTRIES.values():
+        for name in reg.names():
+            assert options_problem(reg.get(name).obj) is None, (reg.kind, name)
+
+
+def test_in_process_registration_refuses_a_plain_pydantic_options_class():
+    from pydantic import BaseModel
+
+    reg = Registry("samplers")
+
+    class Mine:
+        class Options(BaseModel):
+            n: int = 1
+
+    with pytest.raises(ComponentError, match="samplers 'mine': Options must be a subclass of ebmkit.registry.Options"):
+        reg.register("mine")(Mine)
+
+
+NEW_CAPABILITY = """
+from ebmkit.compose import Need
+from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
+from ebmkit.samplers import LangevinSampler
+
+class ReplayLangevin(LangevinSampler):
+    '''Langevin that keeps a replay buffer (a test plugin).'''
+    capabilities = {"replay_state": "a replay buffer of past negatives, kept across steps"}
+
+    @classmethod
+    def provides(cls, options):
+        return super().provides(options) | {"replay_state"}
+
+class NeedsReplay(RecoveryLikelihood):
+    '''Recovery likelihood that reads the sampler's replay buffer (a test plugin).'''
+    @classmethod
+    def needs(cls, options):
+        return (*super().needs(options), Need("sampler", "replay_state"))
+
+class NeedsUndeclared(RecoveryLikelihood):
+    '''Needs a capability nobody introduces.'''
+    @classmethod
+    def needs(cls, options):
+        return (Need("sampler", "telepathy"),)
+"""
+
+
+def test_a_plugin_introduces_a_capability_of_its_own(plugin_env):
+    from ebmkit import compose
+
+    _install_fake_dist(plugin_env, "fake-caps", {
+        "ebmkit.samplers": {"replay_langevin": "fakeplug_caps:ReplayLangevin"},
+        "ebmkit.divergences": {"needs_replay": "fakeplug_caps:NeedsReplay",
+                               "needs_undeclared": "fakeplug_caps:NeedsUndeclared"}}, "fakeplug_caps", NEW_CAPABILITY)
+    assembly = {"schedule": "drl", "energy": "drl", "sampler": "replay_langevin", "divergence": "needs_replay"}
+    assert compose.problems(assembly) == []
+    assert compose.known_capabilities()["replay_state"] == "a replay buffer of past negatives, kept across steps"
+    (unmet,) = compose.problems({**assembly, "sampler": "langevin"})
+    assert unmet.startswith("divergence 'needs_replay' needs a sampler that provides 'replay_state' — a replay "
+                            "buffer of past negatives, kept across steps; sampler 'langevin' does not. ")
+    assert "Samplers that do at their defaults: replay_langevin" in unmet
+    with pytest.raises(ComponentError, match="divergences 'needs_undeclared' declares unknown capability 'telepathy'"):
+        compose.problems({**assembly, "divergence": "needs_undeclared"})
