@@ -190,7 +190,7 @@ def _fit(div, sampler, energy, batch, steps=600, lr=0.05):
         opt.step()
 
 
-def test_forward_kl_generator_finds_the_mode_of_the_conditional_ebm():
+def test_mode_seeking_generator_finds_the_mode_of_the_conditional_ebm():
     """At level 0 a constant generator gives x' = c1 b + c2 x_1; minimising E(x') − log q(x_1 | x')
     puts x' at the mode of p_θ(x_0 | x_1) ∝ exp(−a‖x − m‖²/2) N(x_1; √α_1 x, β_1)."""
     schedule, sampler, div = _parts("kl", entropy_weight=0.0)

@@ -13,7 +13,10 @@ Generator step, θ frozen (Eq. 17 and 19-21):
     KL(p_θ ‖ q_ψ)  ≤  w_{t+1} · [−log N(x_t; μ̃(x_{t+1}, G(x_{t+1}, z_e, t)), σ̂²_t)] + KL(q_φ(z | x_t, x_{t+1}) ‖ N(0, I))
 with z_e ~ q_φ(· | x_t, x_{t+1}, t) on the real pair, w_τ = a τ^{log_{1/2}(b/a)} (the importance
 ratio, a function of the time τ of x_{t+1}) and σ̂² the posterior variance with a floor.
-`jeffrey` minimises both bounds, `kl` the first, `reverse_kl` the second.
+`jeffrey` minimises both bounds, `kl` the first, `reverse_kl` the second. With the generator
+q_ψ as the model fitted to p_θ, the first is the mode-seeking KL (the usual "reverse" KL) and the
+second the mass-covering one (the usual "forward" KL): the registered names follow the paper's
+ablation table, the code says which is which.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ class AdversarialDivergence(Divergence):
     """Shared energy step and bounds; subclasses pick which KL the generator minimises."""
 
     Options = AdversarialOptions
-    forward_kl: bool = True  # KL(q_ψ ‖ p_θ), mode seeking
-    reverse_kl: bool = True  # KL(p_θ ‖ q_ψ), mass covering
+    mode_seeking: bool = True  # the bound on KL(q_ψ ‖ p_θ)
+    mass_covering: bool = True  # the bound on KL(p_θ ‖ q_ψ)
 
     @classmethod
     def provides(cls, options) -> frozenset[str]:
@@ -128,7 +131,7 @@ class AdversarialDivergence(Divergence):
         z = sampler.take_latent()
         loss = torch.zeros((), device=x_next.device)
         metrics = {}
-        if self.forward_kl:
+        if self.mode_seeking:
             adversarial = (energy(negatives, t) - self.log_kernel(negatives, x_next, t)).mean()
             loss = loss + adversarial
             metrics["g_adv"] = adversarial.detach()
@@ -137,7 +140,7 @@ class AdversarialDivergence(Divergence):
                 latent_nll = gaussian_nll(z, mu, log_var.exp() + 1e-6).mean()
                 loss = loss + c.entropy_weight * latent_nll
                 metrics["g_latent_nll"] = latent_nll.detach()
-        if self.reverse_kl:
+        if self.mass_covering:
             x_t = batch.positives
             mu, log_var = sampler.encode(x_t, x_next, t)
             kl = kl_to_standard_normal(mu, log_var).mean()
@@ -162,14 +165,17 @@ class Jeffrey(AdversarialDivergence):
 
 
 @DIVERGENCES.register("kl")
-class ForwardKL(AdversarialDivergence):
+class ModeSeekingKL(AdversarialDivergence):
     """KL(q_ψ ‖ p_θ) alone: the mode-seeking objective of VERA/MEG (DDAEBM's 'KL only' ablation)."""
 
-    reverse_kl = False
+    mass_covering = False
 
 
 @DIVERGENCES.register("reverse_kl")
-class ReverseKL(AdversarialDivergence):
+class MassCoveringKL(AdversarialDivergence):
     """KL(p_θ ‖ q_ψ) alone, through the importance-weighted ELBO on real pairs."""
 
-    forward_kl = False
+    mode_seeking = False
+
+
+ForwardKL, ReverseKL = ModeSeekingKL, MassCoveringKL  # their earlier names, kept for imports
