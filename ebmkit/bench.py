@@ -219,7 +219,7 @@ def run_toy(recipes: list[str], datasets: list[str], seeds: int, out: Path, chan
     """Train and score every cell, ``jobs`` at a time; write toy.md, toy.json and toy.png."""
     import torch
 
-    import ebmkit
+    from ebmkit._version import __version__
 
     changes = changes or {}
     for name in recipes:  # every recipe and option is checked before anything trains
@@ -246,7 +246,7 @@ def run_toy(recipes: list[str], datasets: list[str], seeds: int, out: Path, chan
     references = [reference(data, eval_config) for data in datasets]
     header = {"command": command, "date": time.strftime("%Y-%m-%d"),
               "machine": f"{platform.machine()}, {jobs} job(s) of one torch thread",
-              "versions": f"ebmkit {ebmkit.__version__}, torch {torch.__version__}, python {platform.python_version()}"}
+              "versions": f"ebmkit {__version__}, torch {torch.__version__}, python {platform.python_version()}"}
     (out / "toy.json").write_text(json.dumps({**header, "summary": summary, "references": references, "runs": rows},
                                              indent=1))
     (out / "toy.md").write_text(markdown(summary, header, references))

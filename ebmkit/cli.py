@@ -451,8 +451,7 @@ def list_cmd(
                                     "divergences assemble (each at its defaults) instead"),
 ):
     """List registered components: name, kind and where each comes from."""
-    import ebmkit  # noqa: F401  (registers the built-ins)
-    from ebmkit.registry import REGISTRIES, ComponentError, registry
+    from ebmkit.registry import REGISTRIES, ComponentError, registry  # importing ebmkit registered the built-ins
 
     if compatible:
         if kind or pattern != "*":

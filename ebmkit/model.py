@@ -11,7 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ebmkit import compose
+from ebmkit._version import __version__
 from ebmkit.data.transform import Standardize
+from ebmkit.files import CheckpointError, read_tensors, run_config, weights_kind
 from ebmkit.networks import build_network
 from ebmkit.random import PerSampleGenerator
 from ebmkit.registry import DIVERGENCES, ENERGIES, SAMPLERS, SCHEDULES
@@ -43,11 +45,6 @@ def without_local_paths(recipe: dict) -> dict:
     if isinstance(data, dict):
         data = {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in data.items()}
     return {**recipe, "data": data}
-
-
-def weights_kind(weights_file: str) -> str:
-    """A run keeps EMA weights in model.safetensors (or best.safetensors), raw ones in checkpoint/."""
-    return "raw" if Path(weights_file).parts[0].startswith("checkpoint") else "ema"
 
 
 class EnergyModel(nn.Module):
@@ -135,8 +132,6 @@ class EnergyModel(nn.Module):
     def config(self, shared: bool = False) -> dict:
         """``config.json`` of a run or (``shared``) of a Hub repo, which names no local path: all it
         takes to rebuild the model, no code."""
-        from ebmkit import __version__
-
         recipe = self.recipe.model_dump(mode="json")
         return {
             "recipe": without_local_paths(recipe) if shared else recipe,
@@ -163,7 +158,6 @@ class EnergyModel(nn.Module):
         model generates, as dotted keys under the sampler (``{"n_steps": 60}``, ``{"denoise": True}``);
         a change that alters the sampler's parameters is refused when the weights are loaded."""
         from ebmkit.recipes import Recipe
-        from ebmkit.training.checkpoint import CheckpointError, read_tensors, run_config
 
         run_dir = Path(run_dir)
         config = run_config(run_dir)

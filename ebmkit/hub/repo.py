@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ebmkit.hub.card import model_card
-from ebmkit.model import weights_kind
+from ebmkit.files import save_tensors, weights_kind, write_json
 
 WEIGHTS = "model.safetensors"
 PICTURES = ("density.png", "samples.png")  # a run's picture: 2D density, or an image grid
@@ -106,7 +106,6 @@ def _last_metrics(model) -> dict | None:
 
 def save_pretrained(model, folder: str | Path, repo_id: str | None = None) -> Path:
     """Write the files of a Hub repo into ``folder``: weights, config.json, model card, picture."""
-    from ebmkit.training.checkpoint import save_tensors, write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ class FashionClassifier(nn.Module):
 
 def load_classifier(weights: str | Path = WEIGHTS, device: str | torch.device = "cpu") -> FashionClassifier:
     """The trained classifier in eval mode (safetensors: nothing is unpickled)."""
-    from ebmkit.training.checkpoint import load_tensors
+    from ebmkit.files import load_tensors
 
     path = Path(weights).expanduser()
     if not path.is_file():

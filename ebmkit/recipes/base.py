@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ebmkit import compose
+from ebmkit._version import __version__
 
 from ebmkit.registry import BUILTIN, IN_PROCESS, ComponentError, describe_errors, registry
 
@@ -161,7 +162,11 @@ class EvalConfig(BaseModel):
 
 
 class Recipe(BaseModel):
-    """One EBM training algorithm as data: components by name + options, and training options."""
+    """One EBM training algorithm as data: components by name + options, and training options.
+
+    This is the configuration, below the model and the trainer that it names; `ebmkit.Recipe`
+    (`ebmkit.api`) is the same class with ``fit`` and ``from_pretrained``, and is what
+    `from_name`, `load` and `override` return when called on it."""
 
     model_config = ConfigDict(STRICT, validate_assignment=True)
 
@@ -202,7 +207,11 @@ class Recipe(BaseModel):
         except ComponentError as err:
             raise RecipeError(str(err)) from None
         recipe = factory()
-        return recipe if isinstance(recipe, Recipe) else cls.create(**recipe)
+        if isinstance(recipe, cls):
+            return recipe
+        # a factory builds this configuration class (or a mapping); `ebmkit.Recipe`, the subclass
+        # that trains, asks for one of its own
+        return cls.create(**(recipe.model_dump() if isinstance(recipe, Recipe) else recipe))
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
@@ -234,8 +243,6 @@ class Recipe(BaseModel):
         The config records which package supplied each component when the model was saved, so
         a component missing here fails with the package to install instead of a bare name.
         """
-        from ebmkit import __version__
-
         if not isinstance(config, dict) or not isinstance(config.get("recipe"), dict):
             raise RecipeError(f"'{where}' has no 'recipe' mapping; it was not written by ebmkit")
         written = config.get("ebmkit_version")
@@ -308,16 +315,3 @@ class Recipe(BaseModel):
 
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    def fit(self, out: str | Path | None = None, *, progress: bool = True, overwrite: bool = False):
-        """Train and return the :class:`~ebmkit.model.EnergyModel` (EMA weights)."""
-        from ebmkit.training import Trainer
-
-        return Trainer(self, out, overwrite=overwrite, progress=progress).fit()
-
-    @staticmethod
-    def from_pretrained(repo_id_or_path: str | Path, revision: str | None = None, token: str | bool | None = None):
-        """The trained :class:`~ebmkit.model.EnergyModel` of a Hub repo or a local folder, as
-        `fit` would have returned it (see `EnergyModel.from_pretrained`)."""
-        from ebmkit.model import EnergyModel
-
-        return EnergyModel.from_pretrained(repo_id_or_path, revision=revision, token=token)
