@@ -40,7 +40,7 @@ from ebmkit import Recipe
 from ebmkit.data import DATASETS
 from ebmkit.metrics import grid_log_likelihood
 from ebmkit.registry import SAMPLERS, SCHEDULES
-from ebmkit.types import TrainingBatch
+from ebmkit.types import SampleRecord, TrainingBatch
 
 
 class MixtureEnergy(nn.Module):
@@ -109,9 +109,9 @@ def run(recipe: Recipe, exact: bool, learns: bool, iterations: int, batch: int, 
         x0, x1 = schedule.q_pair(x, t, shared_noise=shared, generator=g)
         return TrainingBatch(positives=a1 * x0, condition=x1, level=t, data=x)
 
-    def negatives(b):
+    def negatives(b) -> SampleRecord:
         if exact:
-            return energy.exact_conditional(b.condition, sigma2, g)
+            return SampleRecord(energy.exact_conditional(b.condition, sigma2, g))
         return sampler.sample(b, energy, generator=g)
 
     def loss(b, y_neg):
@@ -119,19 +119,17 @@ def run(recipe: Recipe, exact: bool, learns: bool, iterations: int, batch: int, 
         return (energy(b.positives) - energy(y_neg)).mean()
 
     b = level0_batch(20_000)  # the gradient at the start, on one large batch
-    y_neg = negatives(b)
+    y_neg = negatives(b).negatives  # the initializer is not trained on this one
     finite = bool(torch.isfinite(y_neg).all())
     grad0 = share_gap = None
     if finite:
         (grad0,) = torch.autograd.grad(loss(b, y_neg), energy.log_mass)
         share_gap = (mode_shares(y_neg, energy.centres) - mode_shares(b.positives, energy.centres)).abs().max().item()
-    if sampler.learnable:
-        sampler._proposal = None  # that proposal is not trained on
-
     t0 = time.perf_counter()
     for _ in range(iterations if finite else 0):
         b = level0_batch(batch)
-        y_neg = negatives(b)
+        record = negatives(b)
+        y_neg = record.negatives
         if not torch.isfinite(y_neg).all():
             finite = False
             break
@@ -140,7 +138,7 @@ def run(recipe: Recipe, exact: bool, learns: bool, iterations: int, batch: int, 
         opt.step()
         if opt_sampler is not None:
             opt_sampler.zero_grad()
-            sampler.loss(b, y_neg, energy).loss.backward()
+            sampler.loss(b, record, energy).loss.backward()
             opt_sampler.step()
     seconds = time.perf_counter() - t0
 

@@ -30,6 +30,7 @@ from ebmkit.data import DATASETS
 from ebmkit.data.cifar import NUMPY_RECONSTRUCT
 from ebmkit.model import EnergyModel
 from ebmkit.recipes import Recipe
+from ebmkit.types import SampleRecord
 
 BATCH = 16
 
@@ -87,19 +88,21 @@ class SamplerContract(ComponentContract):
 
     def test_negatives_are_shaped_like_positives_and_finite(self, model, data):
         batch = self.batch(model, data)
-        negatives = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1))
+        record = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1))
+        assert isinstance(record, SampleRecord), "sample() returns a SampleRecord: the negatives and what is saved"
+        negatives = record.negatives
         assert negatives.shape == batch.positives.shape
         assert torch.isfinite(negatives).all()
 
     def test_same_seed_same_negatives(self, model, data):
         batch = self.batch(model, data)
-        a = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1))
-        b = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1))
+        a = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1)).negatives
+        b = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1)).negatives
         assert torch.equal(a, b), "sampling must draw all its randomness from the generator it is given"
 
     def test_sampling_leaves_no_gradient_on_the_energy(self, model, data):
         negatives = model.sampler.sample(self.batch(model, data), model.energy,
-                                         generator=torch.Generator().manual_seed(1))
+                                         generator=torch.Generator().manual_seed(1)).negatives
         assert all(p.grad is None for p in model.energy.parameters())
         assert not negatives.requires_grad or model.sampler.learnable
 
@@ -177,7 +180,7 @@ class DivergenceContract(ComponentContract):
 
     def test_energy_loss_is_a_finite_scalar_that_trains_the_energy(self, model, data):
         batch = self.batch(model, data)
-        negatives = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1))
+        negatives = model.sampler.sample(batch, model.energy, generator=torch.Generator().manual_seed(1)).negatives
         out = model.divergence.energy_loss(batch, negatives, model.energy)
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
         out.loss.backward()

@@ -4,8 +4,9 @@ the trainer measures of its data before the first."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -30,6 +31,35 @@ class LossOutput:
 
     loss: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class SampleRecord:
+    """What `Sampler.sample` returns: the negatives, shaped like the training batch's positives,
+    and what the sampler's own objective needs later in the same step (a latent, a proposal, a
+    trajectory), by name. Nothing is parked on a module between two calls: it travels here."""
+
+    negatives: Tensor
+    saved: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Update:
+    """One optimizer step of a training step's plan.
+
+    group: the parameter group it steps ("energy", "sampler", or one a component declares);
+    loss: builds the loss when the trainer reaches this update, so it sees the parameters the
+    previous updates left; what: names the loss to the divergence watch, with ``{divergence}``
+    and ``{sampler}`` standing for the recipe's component names; frozen: modules the loss reads
+    but must not train; loss_key / grad_key: where stats.jsonl logs the loss and its gradient
+    norm (None: only the loss's own metrics)."""
+
+    group: str
+    loss: Callable[[], LossOutput]
+    what: str
+    frozen: tuple[nn.Module, ...] = ()
+    loss_key: str | None = None
+    grad_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,9 @@ def test_initializer_update_by_hand():
     t = torch.tensor([0, 1, 2, 4, 5])
     batch = TrainingBatch(x_next, x_next, t, x_next)
 
-    y_k = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(1))
-    out = sampler.loss(batch, y_k, energy)
+    record = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(1))
+    y_k = record.negatives
+    out = sampler.loss(batch, record, energy)
     out.loss.backward()
 
     # by hand: y⁰ = x + A x + √β̃_t m_t ξ, with ξ the generator's first draw
@@ -72,8 +73,9 @@ def test_initializer_update_by_hand():
     assert out.loss.item() == pytest.approx(d.pow(2).sum(1).mean().item(), rel=1e-5)
     grad_A = -2 * (d.T @ x_next) / n  # dL/dA = −2/n Σ_b (y^K_b − y⁰_b) x_bᵀ
     assert torch.allclose(sampler.initializer.A.grad, grad_A, atol=1e-5)
-    with pytest.raises(RuntimeError, match="preceding sample"):
-        sampler.loss(batch, y_k, energy)  # the proposal is used once
+    assert torch.allclose(record.saved["proposal"].detach(), y0, atol=1e-6)  # the proposal travels in the record
+    parked = {k: v for k, v in vars(sampler).items() if isinstance(v, torch.Tensor)}
+    assert parked == {}, "nothing is parked on the sampler between calls"
 
 
 def test_tweedie_by_hand():
@@ -208,9 +210,9 @@ def test_regression_weight_adds_the_pretraining_loss_on_fresh_pairs():
     x0 = torch.randn(9, 2, generator=torch.Generator().manual_seed(0))
     batch = DIVERGENCES.build({"name": "recovery_likelihood", "shared_noise": True},
                               schedule=schedule).training_batch(x0, generator=torch.Generator().manual_seed(1))
-    y_k = sampler.sample(batch, Quadratic(), generator=torch.Generator().manual_seed(2))
-    y0 = sampler._proposal.detach()
-    out = sampler.loss(batch, y_k, Quadratic(), generator=torch.Generator().manual_seed(3))
+    record = sampler.sample(batch, Quadratic(), generator=torch.Generator().manual_seed(2))
+    y_k, y0 = record.negatives, record.saved["proposal"].detach()
+    out = sampler.loss(batch, record, Quadratic(), generator=torch.Generator().manual_seed(3))
     # by hand: the cooperative term on the batch, plus ½ × the regression on pairs drawn from x0 by that generator
     g = torch.Generator().manual_seed(3)
     t = torch.randint(0, 6, (9,), generator=g)

@@ -173,7 +173,7 @@ def test_energy_step_lowers_the_energy_of_data():
 def test_energy_step_never_trains_the_generator():
     schedule, sampler, div = _parts()
     batch = _batch(schedule, div, n=32)
-    negatives = sampler.sample(batch, None, generator=torch.Generator().manual_seed(0))
+    negatives = sampler.sample(batch, None, generator=torch.Generator().manual_seed(0)).negatives
     div.energy_loss(batch, negatives, Quadratic()).loss.backward()
     assert all(p.grad is None for p in sampler.parameters())
 
@@ -183,8 +183,8 @@ def _fit(div, sampler, energy, batch, steps=600, lr=0.05):
     opt = torch.optim.Adam(sampler.parameters(), lr=lr)
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        negatives = sampler.sample(batch, energy, generator=g)
-        loss = div.sampler_loss(batch, negatives, energy, sampler, generator=g).loss
+        record = sampler.sample(batch, energy, generator=g)
+        loss = div.sampler_loss(batch, record, energy, sampler, generator=g).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -231,13 +231,13 @@ def test_jeffrey_is_the_sum_of_its_two_bounds_term_by_term():
     batch = _batch(schedule, jeffrey, n=64)
     outs = []
     for div in (jeffrey, kl, rkl):
-        negatives = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(3))
-        outs.append(div.sampler_loss(batch, negatives, energy, sampler, generator=torch.Generator().manual_seed(4)))
+        record = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(3))
+        outs.append(div.sampler_loss(batch, record, energy, sampler, generator=torch.Generator().manual_seed(4)))
     j, f, r = outs
     assert j.loss.item() == pytest.approx(f.loss.item() + r.loss.item(), rel=1e-5)
     # each term, by hand, on the same draws
-    negatives = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(3))
-    z = sampler.take_latent()
+    record = sampler.sample(batch, energy, generator=torch.Generator().manual_seed(3))
+    negatives, z = record.negatives, record.saved["latent"]
     t, xn = batch.level, batch.condition
     adv = (energy(negatives, t) - jeffrey.log_kernel(negatives, xn, t)).mean()
     mu, log_var = sampler.encode(negatives, xn, t)
@@ -248,13 +248,16 @@ def test_jeffrey_is_the_sum_of_its_two_bounds_term_by_term():
     assert r.loss.item() == pytest.approx((r.metrics["g_recon"] + r.metrics["g_kl"]).item(), rel=1e-6)
 
 
-def test_latent_is_used_once():
+def test_the_latent_travels_in_the_record_and_nothing_is_parked_on_the_sampler():
     schedule, sampler, div = _parts()
     batch = _batch(schedule, div, n=8)
-    negatives = sampler.sample(batch, Quadratic())
-    div.sampler_loss(batch, negatives, Quadratic(), sampler)
-    with pytest.raises(RuntimeError, match="preceding sample"):
-        div.sampler_loss(batch, negatives, Quadratic(), sampler)
+    record = sampler.sample(batch, Quadratic(), generator=torch.Generator().manual_seed(0))
+    z = torch.randn(8, sampler.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(record.saved["latent"], z)  # the generator's first draw
+    assert {k for k, v in vars(sampler).items() if isinstance(v, torch.Tensor)} == set()
+    first = div.sampler_loss(batch, record, Quadratic(), sampler, generator=torch.Generator().manual_seed(1)).loss
+    again = div.sampler_loss(batch, record, Quadratic(), sampler, generator=torch.Generator().manual_seed(1)).loss
+    assert torch.equal(first, again)  # a record can be read twice: it is the step's, not a use-once stash
 
 
 def test_elbo_variance_floor():
@@ -370,9 +373,9 @@ def test_generator_step_reads_the_energy_but_never_trains_it():
     schedule, sampler, div = _parts()
     energy = Quadratic()
     batch = _batch(schedule, div, n=32)
-    negatives = sampler.sample(batch, energy)
+    record = sampler.sample(batch, energy)
     with frozen(energy):
-        div.sampler_loss(batch, negatives, energy, sampler).loss.backward()
+        div.sampler_loss(batch, record, energy, sampler).loss.backward()
     assert energy.a.grad is None and energy.a.requires_grad  # restored after the block
     assert all(p.grad is not None for p in sampler.generator.parameters())
 

@@ -79,8 +79,9 @@ def test_dxmi_steps_map_to_levels_counted_from_the_data():
     _, sampler = _policy()
     states = sampler.trajectory(4, generator=torch.Generator().manual_seed(3))
     assert torch.equal(states[3], torch.randn((4, 2), generator=torch.Generator().manual_seed(3)))
-    negatives = sampler.sample(_batch(4), None, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(negatives, states[0])
+    record = sampler.sample(_batch(4), None, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(record.negatives, states[0])
+    assert all(torch.equal(a, b) for a, b in zip(record.saved["trajectory"], states, strict=True))
 
 
 def test_sigmoid_time_cost_matches_the_spec_table():
@@ -136,10 +137,12 @@ def test_td_sweep_with_tau_zero_and_a_frozen_policy_learns_the_expected_final_en
     for it in range(1500):
         if it == 1000:
             opt.param_groups[0]["lr"] = 0.002
-        sampler.sample(_batch(512), value, generator=g)
-        for out in sampler.value_steps(value, generator=g):
+        batch = _batch(512)
+        record = sampler.sample(batch, value, generator=g)
+        for update in sampler.updates(batch, record, value, generator=g):
+            assert update.group == "energy"  # the value function is the energy's network
             opt.zero_grad()
-            out.loss.backward()
+            update.loss().loss.backward()
             opt.step()
     assert value.a[0].item() == 1.0 and value.b[0].item() == 0.0  # E itself is never a TD target
     assert torch.allclose(value.a.detach().double(), torch.tensor(a, dtype=torch.float64), rtol=0.03)
@@ -150,11 +153,12 @@ def test_td_target_holds_the_running_costs():
     """One sweep step by hand: target = V(x_0, 0) + τ₂ mean_d Δ²/(2 s_0²) − τ₁ log σ_0."""
     _, sampler = _policy(tau=0.2, tau_velocity=0.5, avr_decay=0.5)
     value = QuadraticValue(3)
-    sampler.sample(_batch(8), value, generator=torch.Generator().manual_seed(1))
-    states = sampler._stored()
+    batch = _batch(8)
+    record = sampler.sample(batch, value, generator=torch.Generator().manual_seed(1))
+    states = record.saved["trajectory"]
     s2 = 0.5 * sampler.velocity_var.clone() + 0.5 * torch.stack(
         [(states[j] - states[j + 1]).pow(2).mean() for j in range(3)])
-    first = next(sampler.value_steps(value))
+    first = next(sampler.updates(batch, record, value)).loss()
     assert torch.allclose(sampler.velocity_var, s2)
     x0, x1 = states[0], states[1]
     target = x0.pow(2).sum(1) + 0.5 * (x0 - x1).pow(2).mean(1) / (2 * s2[0]) - 0.2 * sampler.log_sigma()[0]

@@ -147,5 +147,5 @@ def test_generation_can_take_fewer_steps_than_training():
 
     x_next = torch.randn(4, 2, generator=torch.Generator().manual_seed(4))
     batch = TrainingBatch(positives=x_next, condition=x_next, level=torch.tensor([0, 1, 2, 0]), data=x_next)
-    train = lambda s: s.sample(batch, energy, generator=torch.Generator().manual_seed(5))
+    train = lambda s: s.sample(batch, energy, generator=torch.Generator().manual_seed(5)).negatives
     assert torch.equal(train(fewer), train(long))

@@ -32,7 +32,7 @@ import ebmkit.random as rnd
 from ebmkit.compose import Need
 from ebmkit.divergences.base import Divergence
 from ebmkit.registry import DIVERGENCES, Options
-from ebmkit.types import LossOutput, TrainingBatch
+from ebmkit.types import LossOutput, SampleRecord, TrainingBatch
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -126,9 +126,9 @@ class AdversarialDivergence(Divergence):
         return LossOutput(loss, metrics)
 
     # -- generator step ------------------------------------------------------------------
-    def sampler_loss(self, batch: TrainingBatch, negatives: Tensor, energy, sampler, generator=None) -> LossOutput:
+    def sampler_loss(self, batch: TrainingBatch, record: SampleRecord, energy, sampler, generator=None) -> LossOutput:
         c, t, x_next = self.config, batch.level, batch.condition
-        z = sampler.take_latent()
+        negatives, z = record.negatives, record.saved["latent"]
         loss = torch.zeros((), device=x_next.device)
         metrics = {}
         if self.mode_seeking:

@@ -25,7 +25,7 @@ from ebmkit.compose import Need
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
-from ebmkit.types import TrainingBatch
+from ebmkit.types import SampleRecord, TrainingBatch
 
 _TOY_NET = {"name": "embed_mlp", "batch_norm": True}
 
@@ -68,7 +68,6 @@ class AdversarialSampler(Sampler):
         if options.posterior_min_variance is not None:
             var = var.clamp(min=options.posterior_min_variance)
         self.register_buffer("draw_std", var.sqrt().float(), persistent=False)
-        self._latent: Optional[Tensor] = None
 
     # -- the distributions ----------------------------------------------------------------
     def latent_sample(self, n: int, like: Tensor, generator=None) -> Tensor:
@@ -93,20 +92,12 @@ class AdversarialSampler(Sampler):
         return mu, log_var
 
     # -- the sampler contract ---------------------------------------------------------------
-    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> SampleRecord:
         """Negatives x'_t with their graph (the generator's objective backpropagates through
-        them); the latent that made them is kept for the entropy bound."""
+        them), and the latent z that made them, for the entropy bound."""
         x_next, t = batch.condition, batch.level
         z = self.latent_sample(x_next.shape[0], x_next, generator)
-        self._latent = z
-        return self.posterior_draw(x_next, self.predict_x0(x_next, z, t), t, generator)
-
-    def take_latent(self) -> Tensor:
-        """The z of the last `sample` call (used once)."""
-        if self._latent is None:
-            raise RuntimeError("adversarial: the generator objective needs the latent of a preceding sample() call")
-        z, self._latent = self._latent, None
-        return z
+        return SampleRecord(self.posterior_draw(x_next, self.predict_x0(x_next, z, t), t, generator), {"latent": z})
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None) -> Tensor:

@@ -8,10 +8,11 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from ebmkit.compat import takes_negatives, warn_once
 from ebmkit.compose import Declares, Need
 from ebmkit.registry import Options
 from ebmkit.samplers.denoise import energy_denoise
-from ebmkit.types import LossOutput, TrainingBatch
+from ebmkit.types import LossOutput, SampleRecord, TrainingBatch, Update
 
 
 class SamplerOptions(Options):
@@ -28,12 +29,23 @@ def _level0_energy(energy: nn.Module, x: Tensor) -> Tensor:
 class Sampler(nn.Module, Declares):
     """Produces negatives (`sample`) and generates from the prior (`generate`).
 
-    A learnable sampler has parameters (its own optimizer group) and a `loss`, unless it
-    needs a 'generator_objective' (ebmkit.compose): then the divergence's `sampler_loss` trains it.
+    `sample` returns a `SampleRecord`: the negatives and what the sampler's own objective needs
+    later in the step. A learnable sampler has parameters (its own optimizer group, "sampler")
+    and a `loss` on that record, unless it needs a 'generator_objective' (ebmkit.compose): then
+    the divergence's `sampler_loss` trains it. `updates` adds steps of its own to the step's
+    plan (DxMI's TD sweep on the energy's network); a sampler with `pretrainable` has a
+    `pretrain_loss` on clean data, which ``train.pretrain_steps`` runs before step 1.
     """
 
     Options = SamplerOptions
     learnable: bool = False
+    pretrainable: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _adapt_loss(cls)
+        if "pretrain_loss" in cls.__dict__ and "pretrainable" not in cls.__dict__:
+            cls.pretrainable = True  # defining the objective declares it
 
     @classmethod
     def needs(cls, options) -> tuple[Need, ...]:
@@ -49,24 +61,66 @@ class Sampler(nn.Module, Declares):
         self.config, self.schedule, self.shape = options, schedule, tuple(shape)
         self.data_energy = data_energy or _level0_energy
 
-    def sample(self, batch: TrainingBatch, energy: nn.Module, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, batch: TrainingBatch, energy: nn.Module, generator: torch.Generator | None = None) -> SampleRecord:
         raise NotImplementedError
 
     def generate(self, n: int, energy: nn.Module, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def loss(self, batch: TrainingBatch, record: SampleRecord, energy: nn.Module,
+             generator: torch.Generator | None = None) -> LossOutput:
+        """A learnable sampler's own objective on the record of this step's `sample`."""
+        raise NotImplementedError(f"{type(self).__name__} is learnable but has no loss")
+
+    def pretrain_loss(self, x0: Tensor, generator: torch.Generator | None = None) -> LossOutput:
+        """The objective of pretraining on clean data (``pretrainable`` samplers)."""
+        raise NotImplementedError(f"{type(self).__name__} has no pretraining objective")
 
     def optimizer_groups(self) -> list[dict]:
         """Parameter groups of a learnable sampler's optimizer; a group's ``lr_scale``
         multiplies the sampler lr (DxMI's log σ's learn 10-100× faster than the weights)."""
         return [{"params": list(self.parameters())}]
 
+    def updates(self, batch: TrainingBatch, record: SampleRecord, energy: nn.Module,
+                generator: torch.Generator | None = None) -> Iterator[Update]:
+        """Updates of its own that the plan runs right after the energy's (each built when it is
+        reached): a value function that shares the energy's network steps the "energy" group
+        (DxMI's TD sweep). None by default."""
+        if type(self).value_steps is not Sampler.value_steps:  # a plugin written against the old interface
+            warn_once(type(self), "value_steps(energy, generator) is now updates(batch, record, energy, generator), "
+                                   "which yields Update objects")
+            steps = self.value_steps(energy, generator=generator)
+            while (out := next(steps, None)) is not None:  # computed when reached, as the plan requires
+                yield Update("energy", lambda out=out: out, "value loss ({sampler})")
+
     def value_steps(self, energy: nn.Module, generator: torch.Generator | None = None) -> Iterator[LossOutput]:
-        """Losses the trainer steps, one by one, on the energy's optimizer right after the energy
-        step: a value function that shares the energy's network (DxMI's TD sweep). None by default."""
+        """The interface `updates` replaced: kept so that a plugin overriding it keeps working."""
         return iter(())
+
+    def record(self, batch: TrainingBatch, energy: nn.Module, generator: torch.Generator | None = None) -> SampleRecord:
+        """`sample`'s record; a plugin whose `sample` still returns the negatives alone is wrapped."""
+        out = self.sample(batch, energy, generator=generator)
+        if isinstance(out, SampleRecord):
+            return out
+        warn_once(type(self), "sample() returns a SampleRecord(negatives, saved) instead of the negatives")
+        return SampleRecord(out)
 
     def finish(self, x: Tensor, energy: nn.Module) -> Tensor:
         """The end of `generate`: the optional denoising step on the level-0 energy."""
         if not self.config.denoise:
             return x
         return energy_denoise(x, lambda v: self.data_energy(energy, v), self.schedule, self.config.denoise_scale)
+
+
+def _adapt_loss(cls: type) -> None:
+    """A subclass's ``loss(batch, negatives, energy, generator)`` (the interface before the
+    sample record) is wrapped to take the record."""
+    old = cls.__dict__.get("loss")
+    if old is None or not takes_negatives(old):
+        return
+
+    def loss(self, batch, record, energy, generator=None):
+        warn_once(cls, "loss(batch, negatives, energy, generator) takes the SampleRecord instead of the negatives")
+        return old(self, batch, record.negatives, energy, generator=generator)
+
+    cls.loss = loss

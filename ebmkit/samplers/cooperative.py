@@ -34,7 +34,7 @@ from ebmkit.networks.init import zero_output_layer
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
-from ebmkit.types import LossOutput, TrainingBatch
+from ebmkit.types import LossOutput, SampleRecord, TrainingBatch
 
 
 @SAMPLERS.register("cooperative")
@@ -42,6 +42,7 @@ class CooperativeSampler(Sampler):
     """CDRL: a learned initializer per level, refined by K Langevin steps; learns refined − initial."""
 
     learnable = True
+    pretrainable = True  # the initializer regresses on real pairs first (`pretrain_loss`)
 
     class Options(SamplerOptions):
         initializer: Any = Field(default_factory=lambda: {"name": "mlp", "width": 64, "depth": 2, "activation": "silu"},
@@ -91,7 +92,6 @@ class CooperativeSampler(Sampler):
                                       data_energy=data_energy)
         s = schedule
         self.register_buffer("proposal_std", (s.posterior_variance.sqrt() * s.recovery_scale).float(), persistent=False)
-        self._proposal: Tensor | None = None
 
     def proposal_mean(self, x_next: Tensor, t: Tensor) -> Tensor:
         """μ_φ(x_{t+1}, t+1) = x_{t+1} + NN_φ(x_{t+1}, t+1)."""
@@ -106,17 +106,16 @@ class CooperativeSampler(Sampler):
         std = self.proposal_std[t].view((-1,) + (1,) * (x_next.dim() - 1))
         return mean + std * noise
 
-    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
-        self._proposal = self.propose(batch.condition, batch.level, generator)
-        return self.refiner.refine(self._proposal, batch.condition, batch.level, energy,
-                                   self.refiner.config.noise_scale, generator)
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> SampleRecord:
+        """The refined y^K, with the proposal y⁰ it started from (its graph kept for `loss`)."""
+        proposal = self.propose(batch.condition, batch.level, generator)
+        negatives = self.refiner.refine(proposal, batch.condition, batch.level, energy,
+                                        self.refiner.config.noise_scale, generator)
+        return SampleRecord(negatives, {"proposal": proposal})
 
-    def loss(self, batch: TrainingBatch, negatives: Tensor, energy, generator=None) -> LossOutput:
-        """‖sg(y^K) − y⁰‖² on the proposal of the last `sample` call."""
-        if self._proposal is None:
-            raise RuntimeError("cooperative.loss needs the proposal of a preceding sample() call")
-        y0, self._proposal = self._proposal, None
-        loss = (negatives.detach() - y0).flatten(1).pow(2).sum(1).mean()
+    def loss(self, batch: TrainingBatch, record: SampleRecord, energy, generator=None) -> LossOutput:
+        """‖sg(y^K) − y⁰‖² on the record's proposal."""
+        loss = (record.negatives.detach() - record.saved["proposal"]).flatten(1).pow(2).sum(1).mean()
         metrics = {"sampler_loss": loss.detach()}
         if self.config.regression_weight:
             # exact pairs drawn afresh from the data: the batch's may share their noise (CDRL's pairs)

@@ -39,7 +39,7 @@ from ebmkit.compose import Need
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
 from ebmkit.samplers.base import Sampler, SamplerOptions
-from ebmkit.types import LossOutput, TrainingBatch
+from ebmkit.types import LossOutput, SampleRecord, TrainingBatch, Update
 
 
 def level_of_step(t: int, num_levels: int) -> int:
@@ -62,6 +62,7 @@ class DiffusionPolicySampler(Sampler):
     function that shares the energy's network."""
 
     learnable = True
+    pretrainable = True  # a DDPM on the same chain first (`pretrain_loss`), as DxMI fine-tunes one
 
     class Options(SamplerOptions):
         network: Any = Field(default_factory=lambda: {"name": "mlp", "width": 128, "depth": 3, "activation": "silu"},
@@ -111,7 +112,6 @@ class DiffusionPolicySampler(Sampler):
         else:
             cost = torch.full((T,), options.time_cost)
         self.register_buffer("time_costs", cost, persistent=False)
-        self._trajectory: Optional[list[Tensor]] = None
 
     # -- the policy -----------------------------------------------------------------------
     @property
@@ -178,49 +178,49 @@ class DiffusionPolicySampler(Sampler):
         return states[::-1]
 
     # -- the sampler contract ---------------------------------------------------------------
-    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
-        """x⁻ = the final states of fresh trajectories; the trajectories are kept for DxDP."""
-        self._trajectory = self.trajectory(batch.positives.shape[0], generator=generator)
-        return self._trajectory[0]
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> SampleRecord:
+        """x⁻ = the final states of fresh trajectories, with the trajectories for DxDP."""
+        states = self.trajectory(batch.positives.shape[0], generator=generator)
+        return SampleRecord(states[0], {"trajectory": states})
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None) -> Tensor:
         return self.finish(self.trajectory(n, energy, generator, self.config.guidance)[0], energy)
 
     # -- DxDP -------------------------------------------------------------------------------
-    def _stored(self) -> list[Tensor]:
-        if self._trajectory is None:
-            raise RuntimeError("dp_policy: DxDP needs the trajectories of a preceding sample() call")
-        return self._trajectory
-
     @torch.no_grad()
     def update_velocity_var(self, states: list[Tensor]) -> None:
         """AVR: s_j² ← α s_j² + (1 − α) mean (x_j − x_{j+1})², from this iteration's trajectories."""
         step2 = torch.stack([(states[j] - states[j + 1]).pow(2).mean() for j in range(len(states) - 1)])
         self.velocity_var.lerp_(step2, 1 - self.config.avr_decay)
 
-    def value_steps(self, energy, generator=None) -> Iterator[LossOutput]:
-        """AVR, then the backward TD sweep (DxMI t = T−1 … 0 ≙ states of level 1 … T)."""
-        states = self._stored()
+    def updates(self, batch: TrainingBatch, record: SampleRecord, energy, generator=None) -> Iterator[Update]:
+        """AVR, then the backward TD sweep (DxMI t = T−1 … 0 ≙ states of level 1 … T): T steps of
+        the value function, which is the energy's network, each target read after the last step."""
+        states = record.saved["trajectory"]
         self.update_velocity_var(states)
         for j in range(self.schedule.num_levels):
-            x, x_next = states[j], states[j + 1]
-            lj = self._levels(j, x)
-            with torch.no_grad():
-                target = self.value(energy, x, lj) + self.time_costs[j]
-                if self.config.value_target == "running_costs":
-                    target = target + self.running_cost(x, x_next, lj)
-            loss = (self.value(energy, x_next, lj + 1) - target).pow(2).mean()
-            yield LossOutput(loss, {f"td_{j + 1}": loss.detach()})
+            yield Update("energy", lambda j=j: self.td_loss(energy, states, j), "value loss ({sampler})")
+
+    def td_loss(self, energy, states: list[Tensor], j: int) -> LossOutput:
+        """(V(x_{j+1}, j+1) − sg[V(x_j, j) + c_j (+ running cost)])² on the trajectories' states."""
+        x, x_next = states[j], states[j + 1]
+        lj = self._levels(j, x)
+        with torch.no_grad():
+            target = self.value(energy, x, lj) + self.time_costs[j]
+            if self.config.value_target == "running_costs":
+                target = target + self.running_cost(x, x_next, lj)
+        loss = (self.value(energy, x_next, lj + 1) - target).pow(2).mean()
+        return LossOutput(loss, {f"td_{j + 1}": loss.detach()})
 
     def policy_loss(self, x_next: Tensor, k: Tensor, noise: Tensor, energy) -> Tensor:
         """ℓ(φ) on states x_k (level k ≥ 1) with fixed noise: V(x_{k−1}(φ), k−1) + running costs."""
         x = self.draw(x_next, k, noise)
         return (self.value(energy, x, k - 1) + self.running_cost(x, x_next, k - 1)).mean()
 
-    def loss(self, batch: TrainingBatch, negatives: Tensor, energy, generator=None) -> LossOutput:
-        """One reparameterised policy step on B states drawn from the B·T of `sample` (used once)."""
-        states, self._trajectory = self._stored(), None
+    def loss(self, batch: TrainingBatch, record: SampleRecord, energy, generator=None) -> LossOutput:
+        """One reparameterised policy step on B states drawn from the B·T of the record's trajectories."""
+        states = record.saved["trajectory"]
         n, T = states[0].shape[0], self.schedule.num_levels
         pool = torch.cat(states[1:])  # levels 1..T, n each
         idx = rnd.randint(0, n * T, (n,), generator=generator, device=pool.device)

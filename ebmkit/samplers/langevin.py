@@ -22,7 +22,8 @@ from torch import Tensor
 import ebmkit.random as rnd
 from ebmkit.compose import Need
 from ebmkit.registry import SAMPLERS
-from ebmkit.samplers.base import Sampler, SamplerOptions, TrainingBatch
+from ebmkit.samplers.base import Sampler, SamplerOptions
+from ebmkit.types import SampleRecord, TrainingBatch
 from ebmkit.schedules.base import StepCapOptions
 
 
@@ -90,9 +91,10 @@ class LangevinSampler(Sampler):
             y = (y.detach() - 0.5 * s2 * grad - k * (y.detach() - x_next) + std * noise).detach()
         return y
 
-    def sample(self, batch: TrainingBatch, energy, generator=None) -> Tensor:
+    def sample(self, batch: TrainingBatch, energy, generator=None) -> SampleRecord:
         # The chain starts at x̃ itself, where the tether is centred (DRL §4 step 1).
-        return self.refine(batch.condition, batch.condition, batch.level, energy, self.config.noise_scale, generator)
+        return SampleRecord(self.refine(batch.condition, batch.condition, batch.level, energy, self.config.noise_scale,
+                                        generator))
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None, propose=None) -> Tensor:

@@ -1,11 +1,13 @@
 """The one training loop every recipe runs on (DESIGN.md, "Data flows one way").
 
-    data ──divergence.training_batch (schedule)──▶ TrainingBatch ──sampler──▶ negatives
-         ──divergence.energy_loss──▶ energy optimizer
-         ──sampler.value_steps──▶ energy optimizer (a value sharing the energy's network; DxMI)
-         ──divergence.sampler_loss──▶ sampler optimizer ──▶ EMA, logs, evaluation, checkpoint
+    data ──divergence.training_batch (schedule)──▶ TrainingBatch ──sampler.sample──▶ SampleRecord
+         ──divergence.plan──▶ updates, each (parameter group, loss) ──▶ one optimizer step each
+         ──▶ EMA, logs, evaluation, checkpoint
 
-A learnable sampler with ``pretrain_loss`` can first train alone (``train.pretrain_steps``).
+The plan is built lazily, so each update sees the parameters the previous one left (DRL:
+[energy]; DDAEBM: [energy, sampler]; DxMI: [energy, value × T, policy]); a divergence without
+negatives declares so and the sampler is not called. A ``pretrainable`` sampler can first train
+alone (``train.pretrain_steps``).
 
 Nothing here is specific to an algorithm. Randomness comes from two explicit generators (data
 and training) and, for dropout masks, torch's global stream, whose states are checkpointed, so a
@@ -47,6 +49,7 @@ from ebmkit.training.checkpoint import (
     write_json,
 )
 from ebmkit.training.distributed import Distributed, global_batch_problem
+from ebmkit.training.groups import ParameterGroup, parameter_groups
 from ebmkit.training.watch import Watch
 
 
@@ -113,13 +116,13 @@ def ema_multi_avg_fn(decay: float, warmup: bool):
 
 
 @contextmanager
-def frozen(module: torch.nn.Module):
-    """Parameters of ``module`` get no gradient inside the block (gradients still reach inputs)."""
-    params = [p for p in module.parameters() if p.requires_grad]
+def frozen(*modules: torch.nn.Module):
+    """Parameters of ``modules`` get no gradient inside the block (gradients still reach inputs)."""
+    params = [p for module in modules for p in module.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        yield module
+        yield modules
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -189,23 +192,17 @@ class Trainer:
         r = self.recipe
         torch.manual_seed(tc.seed)  # network initialisation
         self.model = EnergyModel(r, self.dataset.shape, self.transform).to(self.device)
-        if tc.pretrain_steps and not (self.model.sampler.learnable and hasattr(self.model.sampler, "pretrain_loss")):
+        if tc.pretrain_steps and not self.model.sampler.pretrainable:
             raise TrainingError(f"train.pretrain_steps is {tc.pretrain_steps} but sampler '{r.sampler['name']}' "
                                 "has no pretraining objective; set it to 0")
         # buffers too: spectral norm keeps its power-iteration vectors in buffers
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(tc.ema_decay, tc.ema_warmup), use_buffers=True)
         if tc.compile:
             self._compile()
-        # one optimizer per parameter group; a learnable sampler gets its own (CDRL: AdamW)
-        self.optimizers = {
-            "energy": self._adam(torch.optim.Adam, self.model.energy.parameters(), lr=tc.lr,
-                                 weight_decay=tc.weight_decay)
-        }
-        if self.model.sampler.learnable:  # groups may carry an "lr_scale" (DxMI's log σ: its own lr)
-            self.optimizers["sampler"] = self._adam(
-                torch.optim.AdamW, self.model.sampler.optimizer_groups(), lr=tc.sampler_lr or tc.lr,
-                weight_decay=tc.sampler_weight_decay,
-            )
+        # one optimizer per parameter group (training/groups.py); an update of a plan names its group
+        self.groups = {g.name: g for g in parameter_groups(self.model, tc)}
+        self.optimizers = {name: self._adam(g.optimizer, g.torch_groups, lr=g.lr, weight_decay=g.weight_decay)
+                           for name, g in self.groups.items()}
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         # what components draw from: under data parallelism, this rank's rows of the global draw
@@ -269,34 +266,33 @@ class Trainer:
         for module in self.model.trained_networks().values():
             module.compile()
 
-    def _lr(self, step: int, group: str = "energy") -> float:
+    def _lr(self, step: int, group: ParameterGroup) -> float:
         tc = self.recipe.train
-        base = tc.lr if group == "energy" else (tc.sampler_lr or tc.lr)
-        return base * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
+        return group.lr * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
 
     def autocast(self):
         """``train.precision``'s autocast, around forward passes only (backward follows their dtypes)."""
         precision = self.recipe.train.precision
         return torch.autocast(self.device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
 
-    def _update(self, group: str, loss: torch.Tensor, parameters, what: str) -> torch.Tensor:
+    def _update(self, name: str, loss: torch.Tensor, what: str) -> torch.Tensor:
         """One optimizer step of a parameter group; returns the gradient norm before clipping.
         ``what`` names the loss to the divergence watch."""
-        opt, tc = self.optimizers[group], self.recipe.train
+        group, opt = self.groups[name], self.optimizers[name]
+        parameters = group.parameters()
         self.watch.loss(what, loss, self.step + 1)
         for g in opt.param_groups:
             g["lr"] = self._lr(self.step, group) * g.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
-        scaler = self.scalers.get(group)
+        scaler = self.scalers.get(name)
         if scaler is None:
             loss.backward()
         else:  # fp16: scale the loss so small gradients survive, unscale before clipping
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
         self.dist.all_reduce_gradients(parameters)
-        clip = tc.grad_clip if group == "energy" or tc.sampler_grad_clip is None else tc.sampler_grad_clip
-        if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+        if group.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(parameters, group.grad_clip)
         else:  # the norm alone, for the watch: one fused kernel, no rescaling
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
                 [p.grad for p in parameters if p.grad is not None])))
@@ -371,32 +367,25 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
         m, r = self.model, self.recipe
+        names = {"divergence": r.divergence["name"], "sampler": r.sampler["name"]}
         with self.autocast():
             batch = m.divergence.training_batch(self._data_batch(), generator=self.draw)
-            negatives = m.sampler.sample(batch, m.energy, generator=self.draw)
-            self.watch.negatives(f"sampler '{r.sampler['name']}'", negatives, batch.positives, self.step + 1)
-            # energy first, on negatives from the pre-update energy; then the sampler on the same ones
-            out = m.divergence.energy_loss(batch, negatives, m.energy)
-        metrics = {"loss": out.loss.detach(), **out.metrics}
-        metrics["grad_norm"] = self._update("energy", out.loss, list(m.energy.parameters()),
-                                            f"energy loss ({r.divergence['name']})")
-        # a value function sharing the energy's network (DxMI's TD sweep) takes its steps on the
-        # energy's optimizer; each loss is built after the previous step, so targets see it
-        value_losses = m.sampler.value_steps(m.energy, generator=self.draw)
-        while True:
-            with self.autocast():
-                v_out = next(value_losses, None)
-            if v_out is None:
-                break
-            self._update("energy", v_out.loss, list(m.energy.parameters()), f"value loss ({r.sampler['name']})")
-            metrics.update(v_out.metrics)
-        if m.sampler.learnable:
-            with frozen(m.energy):  # the sampler's objective reads the just-updated energy, never trains it
+            record = None
+            if m.divergence.needs_negatives:
+                record = m.sampler.record(batch, m.energy, generator=self.draw)
+                self.watch.negatives(f"sampler '{names['sampler']}'", record.negatives, batch.positives, self.step + 1)
+        metrics = {}
+        # the plan is pulled one update at a time: each loss is built after the previous step
+        for update in m.divergence.plan(batch, record, m.energy, m.sampler, generator=self.draw):
+            with frozen(*update.frozen):
                 with self.autocast():
-                    s_out = m.divergence.sampler_loss(batch, negatives, m.energy, m.sampler, generator=self.draw)
-                metrics.update(s_out.metrics)
-                self._update("sampler", s_out.loss, list(m.sampler.parameters()),
-                             f"sampler loss ({r.divergence['name']} on {r.sampler['name']})")
+                    out = update.loss()
+                if update.loss_key:
+                    metrics[update.loss_key] = out.loss.detach()
+                metrics.update(out.metrics)
+                norm = self._update(update.group, out.loss, update.what.format(**names))
+            if update.grad_key:
+                metrics[update.grad_key] = norm
         self.dist.broadcast_buffers(m)
         self.ema.update_parameters(m)
         self.step += 1
@@ -538,7 +527,7 @@ class Trainer:
         tc = self.recipe.train
         metrics = self.dist.mean(metrics)
         row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
-               "lr": self._lr(self.step - 1), "time": time.perf_counter() - self._t0}
+               "lr": self._lr(self.step - 1, next(iter(self.groups.values()))), "time": time.perf_counter() - self._t0}
         metric = tc.eval_metric
         if evaluating and self.dist.is_main:
             row[metric] = self.evaluate(tc.eval_samples)
