@@ -145,3 +145,31 @@ def test_a_sampler_written_against_the_old_interface_trains_with_a_warning(tmp_p
         "sample() returns a SampleRecord(negatives, saved) instead of the negatives; it works through an adapter for "
         "now (docs/plugins.md, 'Migrating')"]
     assert {int(s["step"]) for s in trainer.optimizers["sampler"].state.values()} == {20}  # its loss stepped it
+
+
+OLD_DIVERGENCE = '''
+from ebmkit.divergences import RecoveryLikelihood
+
+class OldRegression(RecoveryLikelihood):
+    """Recovery likelihood whose initializer regresses onto the negatives, written against the
+    interface before the sample record (sampler_loss took the negatives)."""
+
+    def sampler_loss(self, batch, negatives, energy, sampler, generator=None):
+        mean = sampler.proposal_mean(batch.condition, batch.level)
+        return LossOutput((mean - negatives.detach()).flatten(1).pow(2).sum(1).mean())
+'''
+
+
+def test_a_divergence_written_against_the_old_interface_trains_with_a_warning(tmp_path):
+    namespace = {}
+    exec(OLD_DIVERGENCE, {"LossOutput": LossOutput, "__name__": "old_plugin"}, namespace)
+    DIVERGENCES.register("old_regression_for_tests")(namespace["OldRegression"])
+    try:
+        recipe = _small("cdrl", divergence={"name": "old_regression_for_tests"})
+        with pytest.warns(InterfaceWarning, match=r"sampler_loss\(batch, negatives, energy, sampler, generator\) "
+                                                  "takes the SampleRecord instead of the negatives"):
+            trainer = Trainer(recipe, tmp_path / "run", progress=False)
+            trainer.fit()
+    finally:
+        DIVERGENCES._builtin.pop("old_regression_for_tests")
+    assert {int(s["step"]) for s in trainer.optimizers["sampler"].state.values()} == {20}
