@@ -105,6 +105,18 @@ class Sampler(nn.Module, Declares):
         warn_once(type(self), "sample() returns a SampleRecord(negatives, saved) instead of the negatives")
         return SampleRecord(out)
 
+    # -- state that is not weights ---------------------------------------------------------
+    def declare_state(self, name: str, value: Tensor) -> None:
+        """Keep ``value`` across training steps as *state*, not weights (a replay buffer, running
+        statistics of the chains): the trainer checkpoints it and resumes it bitwise, each rank
+        keeping its own, and it is never EMA-averaged, broadcast between ranks or exported with
+        the model. Declare it again to update it."""
+        self.__dict__.setdefault("_declared_state", {})[name] = value  # a plain attribute: not a buffer
+
+    @property
+    def declared_state(self) -> dict[str, Tensor]:
+        return self.__dict__.get("_declared_state", {})
+
     def finish(self, x: Tensor, energy: nn.Module) -> Tensor:
         """The end of `generate`: the optional denoising step on the level-0 energy."""
         if not self.config.denoise:

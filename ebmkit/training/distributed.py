@@ -100,6 +100,14 @@ class Distributed:
             dist.broadcast(flat, 0)
             _unflatten_into(flat, group)
 
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` (same shape on each), stacked along a new first axis in rank order."""
+        if not self.enabled:
+            return tensor.unsqueeze(0)
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)
+
     def broadcast_object(self, obj):
         if not self.enabled:
             return obj

@@ -57,6 +57,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 # In-training validation draws: disjoint from `ebmkit eval`'s seeds (seed … seed + 4).
 VALIDATION_SEED_OFFSET = 1000
+STATE_PREFIX = "state.sampler."  # declared sampler state in the checkpoint's optimizer file, one row per rank
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a divergence, changed data, an unusable run directory)."""
@@ -306,10 +307,13 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self):
+        # declared sampler state, every rank's (a collective: before rank 0 alone goes on)
+        state_tensors = {f"{STATE_PREFIX}{name}": self.dist.gather(value.detach())
+                         for name, value in sorted(self.model.sampler.declared_state.items())}
         if not self.dist.is_main:
             self.saved_step = self.step
             return
-        files = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": {}}
+        files = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": dict(state_tensors)}
         opt_meta = {}
         for name, opt in self.optimizers.items():
             tensors, meta = optimizer_to_flat(name, opt)
@@ -347,6 +351,12 @@ class Trainer:
                 torch.cuda.set_rng_state(files["optimizer"]["rng.global_cuda"], self.device)
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint in '{self.run_dir}' does not match its recipe: {exc}") from None
+        for key, stacked in files["optimizer"].items():  # declared sampler state: this rank's row
+            if key.startswith(STATE_PREFIX):
+                if stacked.shape[0] != self.dist.world_size:
+                    raise CheckpointError(f"checkpoint in '{self.run_dir}' holds sampler state of {stacked.shape[0]} "
+                                          f"process(es); resume it with as many (this is {self.dist.world_size})")
+                self.model.sampler.declare_state(key[len(STATE_PREFIX):], stacked[self.dist.rank].to(self.device))
         for name, scaler in self.scalers.items():
             if name in state.get("scalers", {}):
                 scaler.load_state_dict(state["scalers"][name])
