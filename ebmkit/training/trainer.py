@@ -31,7 +31,6 @@ from torch.optim.swa_utils import AveragedModel
 from ebmkit.data import DATASETS
 from ebmkit.data.summary import summarize
 from ebmkit.data.transform import Standardize
-from ebmkit.metrics import sliced_wasserstein
 from ebmkit.model import EnergyModel
 from ebmkit.random import ShardedGenerator
 from ebmkit.training import rundir
@@ -48,31 +47,17 @@ from ebmkit.training.checkpoint import (
     save_tensors,
     write_json,
 )
+from ebmkit.training import rollback
 from ebmkit.training.distributed import Distributed, global_batch_problem
+from ebmkit.training.errors import DivergenceError, TrainingError
 from ebmkit.training.groups import ParameterGroup, parameter_groups
+from ebmkit.training.validation import Validation
 from ebmkit.training.watch import Watch
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# In-training validation draws: disjoint from `ebmkit eval`'s seeds (seed … seed + 4).
-VALIDATION_SEED_OFFSET = 1000
 STATE_PREFIX = "state.sampler."  # declared sampler state in the checkpoint's optimizer file, one row per rank
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a divergence, changed data, an unusable run directory)."""
-
-
-class DivergenceError(TrainingError):
-    """The divergence watch stopped the run; ``step`` is where the problem began."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
-
-    def __reduce__(self):  # across processes (`ebmkit bench toy`'s workers)
-        return type(self), (str(self), self.step)
-
 
 def resolve_device(name: str) -> torch.device:
     """A device name (``train.device``, ``--device``) on this machine."""
@@ -211,13 +196,10 @@ class Trainer:
             else self.generator
         self.step = 0
         self.best = {tc.eval_metric: None, "step": None}
-        self.fd_fmnist = None  # the FD-FMNIST scorer, loaded at the first evaluation that needs it
-        if tc.eval_metric == "fd_fmnist":
-            from ebmkit.metrics.fmnist import SHAPE
-
-            if self.dataset.shape != SHAPE:  # fail before training, not at the first evaluation
-                raise TrainingError(f"train.eval_metric 'fd_fmnist' scores 28×28 grey images; this data has points "
-                                    f"of shape {self.dataset.shape}: use 'sw'")
+        try:
+            self.validation = Validation(r, self.dataset, self.device, self.run_dir)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         self.history: list[dict] = []
         self.rollbacks = 0
         self.saved_step: int | None = None  # the step of the checkpoint on disk
@@ -434,29 +416,11 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
-        """``train.eval_metric`` of n samples of the EMA model, on fixed seeds: SW to n fresh data
-        points, or FD-FMNIST to the Fashion-MNIST test set; for images also a grid of the first 64
-        samples in samples/step_NNNNNN.png.
-
-        The seeds differ from `ebmkit eval`'s: `keep_best` selects a checkpoint on these draws,
-        and scoring the selected one on the same draws would flatter it.
-        """
-        seed = self.recipe.eval.seed + VALIDATION_SEED_OFFSET
-        g_model = torch.Generator(self.device).manual_seed(seed)
-        samples = self.ema.module.generate(n, generator=g_model).cpu()
+        """``train.eval_metric`` of n samples of the EMA model on the validation draws
+        (`ebmkit.training.validation`); a sample that blew up stops the run."""
+        samples = self.validation.samples(self.ema.module, n)
         self._check_samples(samples, "evaluation samples")
-        if self.dataset.is_image:
-            (self.run_dir / "samples").mkdir(exist_ok=True)
-            save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{self.step:06d}.png")
-        if self.recipe.train.eval_metric == "fd_fmnist":
-            if self.fd_fmnist is None:
-                from ebmkit.metrics.fmnist import FDFMNIST
-
-                self.fd_fmnist = FDFMNIST.for_data(self.recipe.data, device=self.device)
-            return self.fd_fmnist(samples)
-        data = self.dataset.sample(n, generator=torch.Generator().manual_seed(seed + 1))
-        return sliced_wasserstein(samples.flatten(1), data.flatten(1), n_projections=self.recipe.eval.n_projections,
-                                  generator=torch.Generator().manual_seed(seed + 2))
+        return self.validation.score(samples, self.step)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> EnergyModel:
@@ -554,33 +518,11 @@ class Trainer:
     def _diverged(self) -> bool:
         """Whether the divergence watch found a problem since the last check (`ebmkit.training.watch`:
         a non-finite loss, negatives far larger than the positives, a gradient norm grown by orders
-        of magnitude). With ``on_divergence=stop`` (or no rollbacks left) the run stops with one line
-        naming the component, the step and the quantity; the checkpoint on disk predates it, since
-        every save is preceded by this check. With ``rollback`` the run goes back to that checkpoint
-        and draws from a new seed, recorded in rollbacks.jsonl."""
+        of magnitude); if so the run stops or rolls back (`ebmkit.training.rollback`)."""
         problem = self.watch.check(self.dist)
         if problem is None:
             return False
-        tc = self.recipe.train
-        if tc.on_divergence == "stop" or self.rollbacks >= tc.max_rollbacks:
-            tried = f" (after {self.rollbacks} rollbacks)" if tc.on_divergence == "rollback" else ""
-            raise DivergenceError(f"{problem.message}{tried}; the last good checkpoint (step {self.saved_step}) is kept "
-                                  f"in {self.run_dir / 'checkpoint'}", step=problem.step)
-        self.rollbacks += 1
-        rollbacks = self.rollbacks
-        self._load()
-        self.watch.forget()
-        self.rollbacks = rollbacks
-        seed = tc.seed + 1 + 1_000_003 * rollbacks  # a new stream, reproducible from the record
-        self.generator.manual_seed(seed)
-        torch.manual_seed(seed)  # and new dropout masks
-        record = {"diverged_at": problem.step, "problem": problem.message, "restarted_from": self.step, "seed": seed}
-        if self.dist.is_main:
-            with open(self.run_dir / "rollbacks.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        self.console.print(f"[yellow]rollback {rollbacks}/{tc.max_rollbacks}:[/] {problem.message}; back to step "
-                           f"{self.step} with seed {seed}", soft_wrap=True, highlight=False)
-        self._save()  # the new seed and the count, so that a resume repeats this run
+        rollback.handle(self, problem)
         return True
 
     def _check_samples(self, samples: torch.Tensor, what: str) -> None:
