@@ -59,7 +59,7 @@ def ddpm_baseline(seed: int) -> dict:
         trainer._setup()
         trainer.run_dir.mkdir(parents=True)
         start = time.perf_counter()
-        trainer._pretrain_sampler()
+        trainer._pretrain()
         seconds = time.perf_counter() - start
     metrics = evaluate(trainer.model.eval(), DATASETS.build(recipe.data), recipe.eval)
     return {"tau": "ddpm", "seed": seed, "seconds": seconds, "sw": metrics["sw"]}

@@ -31,7 +31,7 @@ def before_training(name: str) -> dict:
         t0 = time.perf_counter()
         row = {"recipe": name, "untrained": trainer.evaluate(recipe.train.eval_samples)}
         if recipe.train.pretrain_steps:
-            trainer._pretrain_sampler()  # also copies the pretrained sampler into the EMA
+            trainer._pretrain()  # also copies the pretrained sampler into the EMA
             row["after_pretraining"] = trainer.evaluate(recipe.train.eval_samples)
         row["seconds"] = round(time.perf_counter() - t0, 1)
     return row

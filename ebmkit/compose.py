@@ -10,6 +10,10 @@ lists the unmet ones, each naming both components, the capability and who provid
 A plugin component declares the same way. A subclass inherits its base's declarations: a
 schedule provides 'level0_noise' when its σ̄_0 > 0, a sampler with ``denoise`` needs it; a
 class that declares nothing else provides and needs nothing else.
+
+A single-level recipe (persistent CD, score matching at one noise level) has no schedule at
+all (``schedule: null``): then every other component must declare ``needs_schedule = False``,
+and is built with ``schedule=None``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Declares:
     """
 
     capabilities: dict[str, str] = {}
+    needs_schedule: bool = True
+    """False: the component also works without a noise schedule (built with ``schedule=None``)."""
 
     @classmethod
     def fit(cls, options, data):
@@ -120,9 +126,11 @@ def declaration(slot: str, spec: Any) -> tuple[frozenset[str], tuple[Need, ...]]
     return declared
 
 
-def fit(slot: str, spec: Any, data) -> dict:
+def fit(slot: str, spec: Any, data) -> dict | None:
     """One component spec with its 'auto' options fitted to the data (`Declares.fit`), every
     option filled in: what a run saves, so that rebuilding it never needs the data."""
+    if spec is None:  # a recipe without a schedule
+        return None
     reg = registry(KINDS[slot])
     entry, options = reg.parse(spec)
     fitter = getattr(entry.obj, "fit", None)  # a plugin class need not inherit Declares
@@ -144,12 +152,20 @@ def providers(slot: str, capability: str) -> list[str]:
 
 
 def problems(assembly: dict[str, Any]) -> list[str]:
-    """Every unmet need of an assembly {slot: spec}, one sentence each ([] when it works)."""
-    declared = {slot: declaration(slot, assembly[slot]) for slot in SLOTS}
-    names = {slot: parse_spec(assembly[slot], KINDS[slot])[0] for slot in SLOTS}
+    """Every unmet need of an assembly {slot: spec}, one sentence each ([] when it works).
+    A schedule of None (a single-level recipe) provides nothing."""
+    present = [slot for slot in SLOTS if assembly[slot] is not None or slot != "schedule"]
+    declared = {slot: declaration(slot, assembly[slot]) if slot in present else (frozenset(), ()) for slot in SLOTS}
+    names = {slot: parse_spec(assembly[slot], KINDS[slot])[0] if slot in present else "(none)" for slot in SLOTS}
     needed = {need.capability for slot in SLOTS for need in declared[slot][1]}
     meanings = CAPABILITIES if needed <= CAPABILITIES.keys() else known_capabilities()
     unmet = []
+    if "schedule" not in present:
+        for slot in SLOTS[1:]:
+            if registry(KINDS[slot]).get(names[slot]).obj.needs_schedule:
+                free = ", ".join(schedule_free(slot)) or "(none registered)"
+                unmet.append(f"the recipe has no schedule, but {slot} '{names[slot]}' works on a noise schedule's "
+                             f"levels; set a schedule, or use a {slot} that works without one: {free}")
     for slot in SLOTS:
         for need in declared[slot][1]:
             if need.capability in declared[need.slot][0]:
@@ -161,6 +177,18 @@ def problems(assembly: dict[str, Any]) -> list[str]:
                        f"{KINDS[need.slot].capitalize()} that do at their defaults: {others}")
             unmet.append(message + (f"; or {need.instead}" if need.instead else ""))
     return unmet
+
+
+def schedule_free(slot: str) -> list[str]:
+    """Registered components of ``slot`` that work without a noise schedule."""
+    names = []
+    for name in registry(KINDS[slot]).names():
+        try:
+            if not registry(KINDS[slot]).get(name).obj.needs_schedule:
+                names.append(name)
+        except (ComponentError, AttributeError):  # a broken plugin, or a class without Declares
+            continue
+    return names
 
 
 def check(assembly: dict[str, Any]) -> None:

@@ -65,9 +65,11 @@ class EnergyModel(nn.Module):
         # where the weights came from; `push_to_hub` takes the run's eval.json and density.png
         self.source_dir: Path | None = None
         self.weights_kind = "ema"  # "ema" or "raw": said in config.json and the model card
-        self.schedule = SCHEDULES.build(recipe.schedule)
+        # None: a single-level recipe (compose: needs_schedule); its network embeds the one level 0
+        self.schedule = None if recipe.schedule is None else SCHEDULES.build(recipe.schedule)
         energy_cls = ENERGIES.get(recipe.energy["name"]).obj
-        network = build_network(recipe.network, shape=self.shape, num_levels=self.schedule.num_levels,
+        num_levels = 1 if self.schedule is None else self.schedule.num_levels
+        network = build_network(recipe.network, shape=self.shape, num_levels=num_levels,
                                 out_dim=math.prod(self.shape) if energy_cls.network_output == "data" else 1)
         self.energy = ENERGIES.build(recipe.energy, network=network, schedule=self.schedule)
         self.divergence = DIVERGENCES.build(recipe.divergence, schedule=self.schedule)

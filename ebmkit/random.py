@@ -1,6 +1,6 @@
 """Where every random number of a component comes from.
 
-Components draw through `randn` and `randint` here, never through ``torch.randn(...,
+Components draw through `randn`, `rand` and `randint` here, never through ``torch.randn(...,
 generator=...)`` directly, because the ``generator`` they are handed need not be a
 ``torch.Generator``. Two batch-aware generators make sampling independent of how a batch is
 split:
@@ -40,6 +40,11 @@ class PerSampleGenerator:
         return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=self.device, dtype=dtype)
                             for g in self.generators]).to(device or self.device)
 
+    def rand(self, shape, device=None, dtype=None) -> Tensor:
+        self._check(shape)
+        return torch.stack([torch.rand(tuple(shape[1:]), generator=g, device=self.device, dtype=dtype)
+                            for g in self.generators]).to(device or self.device)
+
     def randint(self, low: int, high: int, shape, device=None) -> Tensor:
         self._check(shape)
         return torch.stack([torch.randint(low, high, tuple(shape[1:]), generator=g, device=self.device)
@@ -61,6 +66,11 @@ class ShardedGenerator:
         draw = torch.randn((n * self.world_size, *shape[1:]), generator=self.generator, device=self.device, dtype=dtype)
         return self._rows(draw, n).to(device or self.device)
 
+    def rand(self, shape, device=None, dtype=None) -> Tensor:
+        n = shape[0]
+        draw = torch.rand((n * self.world_size, *shape[1:]), generator=self.generator, device=self.device, dtype=dtype)
+        return self._rows(draw, n).to(device or self.device)
+
     def randint(self, low: int, high: int, shape, device=None) -> Tensor:
         n = shape[0]
         draw = torch.randint(low, high, (n * self.world_size, *shape[1:]), generator=self.generator, device=self.device)
@@ -79,6 +89,13 @@ def randn(shape, generator=None, device=None, dtype=None) -> Tensor:
 
 def randn_like(x: Tensor, generator=None) -> Tensor:
     return randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def rand(shape, generator=None, device=None, dtype=None) -> Tensor:
+    """``torch.rand(shape)`` (uniform on [0, 1)) from ``generator``, a batch-aware one included."""
+    if isinstance(generator, BATCH_GENERATORS):
+        return generator.rand(tuple(shape), device=device, dtype=dtype)
+    return torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 
 def randint(low: int, high: int, shape, generator=None, device=None) -> Tensor:

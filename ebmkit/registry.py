@@ -12,8 +12,10 @@ when that name is first looked up, and a plugin that fails to import breaks only
 
 from __future__ import annotations
 
+
 import fnmatch
 import os
+import typing
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Generic, TypeVar
@@ -134,14 +136,15 @@ def describe_errors(err: ValidationError, model: type[BaseModel]) -> str:
         elif e["type"] == "missing" and isinstance(e["loc"][-1], int):  # a fixed-length tuple given too few
             parent = ".".join(str(p) for p in e["loc"][:-1])
             problems.append(f"{parent}: item {e['loc'][-1]} is missing (got {e.get('input')!r})")
-        else:
-            problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
+        else:  # a whole group's check (its input a mapping) names what it found itself
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
+            problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(problems)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    for key in loc:  # nested models: Recipe -> TrainConfig
-        model = model.model_fields[key].annotation
+    for key in loc:  # nested models: Recipe -> TrainConfig -> a list's PhaseConfig
+        model = typing.get_args(model)[0] if isinstance(key, int) else model.model_fields[key].annotation
     return list(model.model_fields)
 
 

@@ -15,13 +15,16 @@ class TrainingBatch:
 
     positives: samples of the variable the energy at ``level`` models (for recovery
     likelihood, y = a_{t+1} x_t); condition: what the conditional is given (x_{t+1});
-    level: t per sample; data: the clean batch it came from.
+    level: t per sample; data: the clean batch it came from; more: further independent clean
+    batches, for a divergence whose ``data_batches`` is above 1 (Energy Matching's flow batch and
+    contrastive batch), drawn by the trainer after ``data``.
     """
 
     positives: Tensor
     condition: Tensor
     level: Tensor
     data: Tensor
+    more: tuple[Tensor, ...] = ()
 
 
 @dataclass

@@ -199,7 +199,7 @@ def test_pretraining_phase_trains_the_initializer_alone(tmp_path):
     trainer = Trainer(_tiny_cdrl(steps=1, pretrain_steps=20, pretrain_lr=1e-2), tmp_path, progress=False)
     trainer._setup()
     before = {k: p.detach().clone() for k, p in trainer.model.named_parameters()}
-    trainer._pretrain_sampler()
+    trainer._pretrain()
     changed = {k for k, p in trainer.model.named_parameters() if not torch.equal(before[k], p)}
     assert changed and all(k.startswith("sampler.initializer.") for k in changed)
 

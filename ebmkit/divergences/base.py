@@ -18,10 +18,14 @@ class Divergence(Declares):
     one training step, which the trainer executes one by one.
 
     ``needs_negatives = False`` declares a method without negatives (score matching, NCE): the
-    trainer then never calls the sampler during training, and the plan gets no record.
+    trainer then never calls the sampler during training, and the plan gets no record (it may
+    be a property of the options: a phase that turns the contrastive term off needs none).
+    ``data_batches = n`` draws n independent data batches per step: the first becomes the
+    `TrainingBatch`, the others arrive clean in its ``more``.
     """
 
     needs_negatives: bool = True
+    data_batches: int = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -23,6 +23,8 @@ class ScalarEnergy(Energy):
     far field rise whatever the network does there; near the data the network absorbs it.
     """
 
+    needs_schedule = False  # one level (t = 0) is a level like any other
+
     class Options(Options):
         base_precision: float = Field(0.0, ge=0, description="c of the added ½c‖x‖² (0: the network alone)")
 

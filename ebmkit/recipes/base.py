@@ -95,6 +95,22 @@ Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's β₁, β₂
 TOY_THREADS = 1
 
 
+class PhaseConfig(BaseModel):
+    """One phase of training (``train.phases``): its own number of steps, learning rates, EMA decay
+    and divergence options (Energy Matching's flow-only warm-up, then its contrastive phase with
+    another EMA decay). Unset fields keep the run's."""
+
+    model_config = STRICT
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="how logs and messages call the phase")
+    steps: int = Field(ge=1)
+    lr: Optional[float] = Field(None, gt=0, description="the energy's lr in this phase; null: train.lr")
+    sampler_lr: Optional[float] = Field(None, gt=0, description="a learnable sampler's lr; null: train.sampler_lr")
+    ema_decay: Optional[float] = Field(None, ge=0, lt=1, description="null: train.ema_decay")
+    divergence: dict[str, Any] = Field(default_factory=dict, description="divergence options changed in this phase "
+                                       "(the samplers and energies hold weights: their options are the run's)")
+
+
 class TrainConfig(BaseModel):
     model_config = STRICT
 
@@ -142,6 +158,24 @@ class TrainConfig(BaseModel):
                                "the same update's norms over the last grad_growth_window steps; null: not watched")
     grad_growth_window: int = Field(1000, ge=10, description="steps of gradient-norm history that max_grad_growth "
                                                              "compares with")
+    phases: list[PhaseConfig] = Field(
+        default_factory=list, description="the run's phases after pretraining, in order (ebmkit.training.phases); "
+                                          "empty: one phase of train.steps")
+
+    @model_validator(mode="after")
+    def _phases_add_up(self) -> "TrainConfig":
+        if not self.phases:
+            return self
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must differ, got {names}")
+        total = sum(p.steps for p in self.phases)
+        if "steps" not in self.model_fields_set:
+            self.__dict__["steps"] = total  # the phases say how long the run is
+        elif self.steps != total:
+            raise ValueError(f"steps is {self.steps} but the phases add up to {total} "
+                             f"({' + '.join(str(p.steps) for p in self.phases)}); change a phase's steps instead")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -173,7 +207,7 @@ class Recipe(BaseModel):
     name: str
     description: str = ""
     data: Any = "8gaussians"
-    schedule: Any
+    schedule: Any = None  # None: a single-level recipe, without noise levels (compose: needs_schedule)
     network: Any
     energy: Any
     sampler: Any
@@ -183,12 +217,23 @@ class Recipe(BaseModel):
 
     @field_validator(*COMPONENTS, mode="before")
     @classmethod
-    def _validate_component(cls, spec: Any, info) -> dict:
+    def _validate_component(cls, spec: Any, info) -> dict | None:
+        if spec is None and info.field_name == "schedule":
+            return None
         return registry(COMPONENTS[info.field_name]).validate(spec)
 
     @model_validator(mode="after")
     def _assembles(self) -> "Recipe":
         compose.check({slot: getattr(self, slot) for slot in compose.SLOTS})
+        for phase in self.train.phases:  # each phase's divergence assembles too
+            if "name" in phase.divergence:
+                raise ValueError(f"train.phases '{phase.name}': a phase changes the divergence's options, not the "
+                                 f"divergence ('{self.divergence['name']}')")
+            try:
+                divergence = registry("divergences").validate({**self.divergence, **phase.divergence})
+            except (ComponentError, ValueError) as err:
+                raise ValueError(f"train.phases '{phase.name}': {err}") from None
+            compose.check({**{slot: getattr(self, slot) for slot in compose.SLOTS}, "divergence": divergence})
         return self
 
     # -- construction -------------------------------------------------------------------
@@ -273,6 +318,8 @@ class Recipe(BaseModel):
         ``{"sampler": "langevin"}`` replaces a whole component (its options reset to defaults).
         """
         data = self.model_dump(mode="json")
+        if any(key.startswith("train.phases") for key in changes) and "train.steps" not in changes:
+            data["train"].pop("steps")  # new phases say how long the run is
         for key, value in changes.items():
             head, _, rest = key.partition(".")
             if head not in data:
@@ -307,7 +354,7 @@ class Recipe(BaseModel):
         """Which package supplied each component ("built-in" or a plugin's distribution)."""
         return {
             field: {"name": getattr(self, field)["name"], "source": registry(kind).source(getattr(self, field))}
-            for field, kind in COMPONENTS.items()
+            for field, kind in COMPONENTS.items() if getattr(self, field) is not None
         }
 
     def to_yaml(self) -> str:

@@ -12,6 +12,7 @@ from ebmkit.compat import takes_negatives, warn_once
 from ebmkit.compose import Declares, Need
 from ebmkit.registry import Options
 from ebmkit.samplers.denoise import energy_denoise
+from ebmkit.samplers.sources import Source, SourceOptions
 from ebmkit.types import LossOutput, SampleRecord, TrainingBatch, Update
 
 
@@ -105,6 +106,12 @@ class Sampler(nn.Module, Declares):
         warn_once(type(self), "sample() returns a SampleRecord(negatives, saved) instead of the negatives")
         return SampleRecord(out)
 
+    def start(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """n chain starts from the sampler's source: ``sampler.source`` where its options declare
+        one (`ebmkit.samplers.sources.SourceOptions`), else the schedule's prior."""
+        source = self.config.source if isinstance(self.config, SourceOptions) else Source()
+        return source.draw((n, *self.shape), self.schedule, generator=generator, device=device)
+
     # -- state that is not weights ---------------------------------------------------------
     def declare_state(self, name: str, value: Tensor) -> None:
         """Keep ``value`` across training steps as *state*, not weights (a replay buffer, running
@@ -116,6 +123,14 @@ class Sampler(nn.Module, Declares):
     @property
     def declared_state(self) -> dict[str, Tensor]:
         return self.__dict__.get("_declared_state", {})
+
+    def _apply(self, fn, recurse=True):
+        """``.to(device)`` and the like move declared state with the module (it is no buffer)."""
+        out = super()._apply(fn, recurse)
+        state = self.__dict__.get("_declared_state", {})
+        for name, value in state.items():
+            state[name] = fn(value)
+        return out
 
     def finish(self, x: Tensor, energy: nn.Module) -> Tensor:
         """The end of `generate`: the optional denoising step on the level-0 energy."""

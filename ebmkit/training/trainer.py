@@ -6,8 +6,9 @@
 
 The plan is built lazily, so each update sees the parameters the previous one left (DRL:
 [energy]; DDAEBM: [energy, sampler]; DxMI: [energy, value × T, policy]); a divergence without
-negatives declares so and the sampler is not called. A ``pretrainable`` sampler can first train
-alone (``train.pretrain_steps``).
+negatives declares so and the sampler is not called. A run is a sequence of phases
+(`ebmkit.training.phases`): a ``pretrainable`` sampler's pretraining, then the recipe's phases, each
+with its own steps, learning rates, EMA decay and divergence options.
 
 Nothing here is specific to an algorithm. Randomness comes from two explicit generators (data
 and training) and, for dropout masks, torch's global stream, whose states are checkpointed, so a
@@ -21,6 +22,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,7 +49,9 @@ from ebmkit.training.checkpoint import (
     save_tensors,
     write_json,
 )
+from ebmkit.registry import DIVERGENCES
 from ebmkit.training import rollback
+from ebmkit.training.phases import Phase, phase_at, phases, pretraining_plan
 from ebmkit.training.distributed import Distributed, global_batch_problem
 from ebmkit.training.errors import DivergenceError, TrainingError
 from ebmkit.training.groups import ParameterGroup, parameter_groups
@@ -120,6 +124,16 @@ def run_name(recipe) -> str:
     return f"{recipe.name}-{data}"
 
 
+@dataclass
+class Stepping:
+    """What a phase's updates step: an optimizer (and, in fp16, a loss scaler) per parameter group."""
+
+    groups: dict[str, ParameterGroup]
+    optimizers: dict[str, torch.optim.Optimizer]
+    scalers: dict[str, torch.amp.GradScaler]
+    scheduled: bool = True  # warm-up and lr_schedule apply (not in pretraining)
+
+
 class Trainer:
     """Trains ``recipe`` into ``run_dir``. Under torchrun it is one data-parallel rank: rank 0
     alone writes files and logs, every rank steps the same replica on its share of the batch."""
@@ -189,6 +203,9 @@ class Trainer:
         self.groups = {g.name: g for g in parameter_groups(self.model, tc)}
         self.optimizers = {name: self._adam(g.optimizer, g.torch_groups, lr=g.lr, weight_decay=g.weight_decay)
                            for name, g in self.groups.items()}
+        self.phases = phases(tc)
+        self.phase: Phase | None = None  # entered at the first step (`_enter`)
+        self.divergence = self.model.divergence  # with the phase's options
         self.data_generator = torch.Generator().manual_seed(tc.seed)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed + 1)
         # what components draw from: under data parallelism, this rank's rows of the global draw
@@ -208,8 +225,12 @@ class Trainer:
         self.data_radius = float(self.dataset.sample(512, generator=torch.Generator().manual_seed(0))
                                  .flatten(1).norm(dim=1).max())
         # fp16 needs loss scaling (bf16 has fp32's exponent range): one scaler per optimizer
-        self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} \
-            if tc.precision == "fp16" else {}
+        self.scalers = self._scalers(self.optimizers)
+        self.stepping = Stepping(self.groups, self.optimizers, self.scalers)
+
+    def _scalers(self, optimizers: dict) -> dict[str, torch.amp.GradScaler]:
+        return {name: torch.amp.GradScaler(self.device.type) for name in optimizers} \
+            if self.recipe.train.precision == "fp16" else {}
 
     def _fit_data(self) -> None:
         """How the model sees the data: its transform (standardisation) and the options measured
@@ -250,8 +271,12 @@ class Trainer:
             module.compile()
 
     def _lr(self, step: int, group: ParameterGroup) -> float:
+        """A group's lr at ``step``: the phase's (or the group's own), through warm-up and lr_schedule."""
+        if not self.stepping.scheduled:
+            return group.lr
         tc = self.recipe.train
-        return group.lr * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
+        base = self.phase.lr.get(group.name, group.lr) if self.phase is not None else group.lr
+        return base * lr_factor(step, tc.warmup, tc.steps, tc.lr_schedule)
 
     def autocast(self):
         """``train.precision``'s autocast, around forward passes only (backward follows their dtypes)."""
@@ -261,13 +286,13 @@ class Trainer:
     def _update(self, name: str, loss: torch.Tensor, what: str) -> torch.Tensor:
         """One optimizer step of a parameter group; returns the gradient norm before clipping.
         ``what`` names the loss to the divergence watch."""
-        group, opt = self.groups[name], self.optimizers[name]
+        group, opt = self.stepping.groups[name], self.stepping.optimizers[name]
         parameters = group.parameters()
         self.watch.loss(what, loss, self.step + 1)
         for g in opt.param_groups:
             g["lr"] = self._lr(self.step, group) * g.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
-        scaler = self.scalers.get(name)
+        scaler = self.stepping.scalers.get(name)
         if scaler is None:
             loss.backward()
         else:  # fp16: scale the loss so small gradients survive, unscale before clipping
@@ -358,17 +383,31 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
-        m, r = self.model, self.recipe
-        names = {"divergence": r.divergence["name"], "sampler": r.sampler["name"]}
+        m, divergence = self.model, self.divergence
+        if (phase := phase_at(self.phases, self.step)) is not self.phase:
+            self._enter(phase)
+            divergence = self.divergence
         with self.autocast():
-            batch = m.divergence.training_batch(self._data_batch(), generator=self.draw)
+            batch = divergence.training_batch(self._data_batch(), generator=self.draw)
+            if divergence.data_batches > 1:  # further independent batches, drawn after the first
+                batch.more = tuple(self._data_batch() for _ in range(divergence.data_batches - 1))
             record = None
-            if m.divergence.needs_negatives:
+            if divergence.needs_negatives:
                 record = m.sampler.record(batch, m.energy, generator=self.draw)
-                self.watch.negatives(f"sampler '{names['sampler']}'", record.negatives, batch.positives, self.step + 1)
+                self.watch.negatives(f"sampler '{self.recipe.sampler['name']}'", record.negatives, batch.positives,
+                                     self.step + 1)
+        metrics = self._execute(divergence.plan(batch, record, m.energy, m.sampler, generator=self.draw))
+        self.dist.broadcast_buffers(m)
+        self.ema.update_parameters(m)
+        self.step += 1
+        return metrics
+
+    def _execute(self, plan) -> dict[str, torch.Tensor]:
+        """Run a plan's updates in order over ``self.stepping``. The plan is pulled one update at a
+        time: each loss is built after the previous step."""
+        names = {"divergence": self.recipe.divergence["name"], "sampler": self.recipe.sampler["name"]}
         metrics = {}
-        # the plan is pulled one update at a time: each loss is built after the previous step
-        for update in m.divergence.plan(batch, record, m.energy, m.sampler, generator=self.draw):
+        for update in plan:
             with frozen(*update.frozen):
                 with self.autocast():
                     out = update.loss()
@@ -378,10 +417,19 @@ class Trainer:
                 norm = self._update(update.group, out.loss, update.what.format(**names))
             if update.grad_key:
                 metrics[update.grad_key] = norm
-        self.dist.broadcast_buffers(m)
-        self.ema.update_parameters(m)
-        self.step += 1
         return metrics
+
+    def _enter(self, phase: Phase) -> None:
+        """Start (or, on resume, rejoin) a phase: its divergence options and EMA decay."""
+        tc, m = self.recipe.train, self.model
+        self.phase = phase
+        self.divergence = m.divergence if not phase.divergence else \
+            DIVERGENCES.build({**self.recipe.divergence, **phase.divergence}, schedule=m.schedule)
+        self.ema.multi_avg_fn = ema_multi_avg_fn(tc.ema_decay if phase.ema_decay is None else phase.ema_decay,
+                                                 tc.ema_warmup)
+        if len(self.phases) > 1:
+            self.console.print(f"phase [bold]{phase.name}[/]: steps {phase.start + 1}–{phase.end}", soft_wrap=True,
+                               highlight=False)
 
     def _data_batch(self) -> torch.Tensor:
         """This rank's share of ``train.batch_size`` fresh data points (all of it on one process), in
@@ -397,22 +445,27 @@ class Trainer:
         tc = self.recipe.train
         return cls(params, betas=tc.betas, eps=tc.eps, fused=self.device.type in ("cpu", "cuda"), **options)
 
-    def _pretrain_sampler(self):
-        """Train the sampler alone on its own objective (DxMI fine-tunes a DDPM) before step 1,
-        with a fresh Adam that is dropped afterwards; a step-0 checkpoint keeps it on resume."""
+    def _pretrain(self):
+        """The ``pretrain`` phase (`ebmkit.training.phases`): the sampler alone on its own objective
+        before step 1, over an Adam of its own that is dropped afterwards; a step-0 checkpoint keeps
+        it on resume. A problem the watch finds stops the run: there is nothing to roll back to."""
         m, tc = self.model, self.recipe.train
-        opt = self._adam(torch.optim.Adam, m.sampler.parameters(), lr=tc.pretrain_lr)
+        group = ParameterGroup("sampler", m.sampler, [{"params": list(m.sampler.parameters())}], torch.optim.Adam,
+                               tc.pretrain_lr, 0.0, None)
+        optimizers = {"sampler": self._adam(torch.optim.Adam, group.torch_groups, lr=group.lr)}
+        self.stepping = Stepping({"sampler": group}, optimizers, self._scalers(optimizers), scheduled=False)
         t0 = time.perf_counter()
-        for _ in range(tc.pretrain_steps):
-            out = m.sampler.pretrain_loss(self._data_batch(), generator=self.draw)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.dist.all_reduce_gradients(m.sampler.parameters())
-            opt.step()
+        try:
+            for _ in range(tc.pretrain_steps):
+                metrics = self._execute(pretraining_plan(m.sampler, self._data_batch(), generator=self.draw))
+        finally:
+            self.stepping = Stepping(self.groups, self.optimizers, self.scalers)
+        if (problem := self.watch.check(self.dist)) is not None:
+            raise DivergenceError(f"{problem.message} (sampler pretraining)", step=0)
         self.ema.update_parameters(m)  # the first update copies: the EMA starts from the pretrained sampler
         self._save()
         self.console.print(f"pretrained the sampler: {tc.pretrain_steps} steps in {time.perf_counter() - t0:.0f} s, "
-                           f"last loss {out.loss.item():.4f}", soft_wrap=True)
+                           f"last loss {metrics['pretrain_loss'].item():.4f}", soft_wrap=True)
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n: int) -> float:
@@ -469,7 +522,7 @@ class Trainer:
         self._write_config()
         if not self.resume:
             if self.recipe.train.pretrain_steps:
-                self._pretrain_sampler()
+                self._pretrain()
             else:
                 self._save()  # step 0: the last good checkpoint a divergence falls back to
         tc = self.recipe.train
