@@ -11,10 +11,13 @@ no evaluation. Four digests per preset, each over named tensors (ebmkit.digest.t
 so that they do not depend on how the trainer groups or orders what it holds:
 
 - ``parameters``: the raw (non-EMA) model's parameters;
-- ``buffers``: its float and integer buffers (running statistics, DxMI's velocity variance);
+- ``buffers``: its float and integer buffers (running statistics) and the sampler's declared state
+  (DxMI's velocity variance, a buffer until it became state), under the buffer's name;
 - ``optimizer``: every optimizer's per-parameter state (Adam's step, moments), keyed by the name
   of the parameter it belongs to, not by optimizer or index;
-- ``ema``: the averaged model's state dict.
+- ``ema``: the averaged model's state dict. DxMI's was re-recorded when its velocity variance
+  became declared state, which the EMA model no longer averages (the previous digest is kept in
+  step_hashes.json under ``replaced``).
 
 Float results depend on the kernels torch picks for the CPU, so a record holds for the torch
 version, CPU capability (torch.backends.cpu.get_cpu_capability) and CPU model it names; `--check`
@@ -67,12 +70,28 @@ def short_recipe(name: str):
     return recipe.override(changes)
 
 
+RECORDED_NAMES = {"sampler.G.": "sampler.generator."}
+"""Tensors renamed since the record, under the names they were recorded with: the adversarial
+sampler's G_ψ was `generator` (December 2026), which is also the name of every random stream."""
+
+
+def recorded_name(name: str) -> str:
+    for new, old in RECORDED_NAMES.items():
+        if new in name:
+            return name.replace(new, old, 1)
+    return name
+
+
+def named(tensors) -> dict:
+    return {recorded_name(k): v for k, v in dict(tensors).items()}
+
+
 def digests(trainer) -> dict[str, str]:
     """The four digests of a trained Trainer's state (see the module docstring)."""
     from ebmkit.digest import tensors_sha256
 
     model = trainer.model
-    names = {id(p): n for n, p in model.named_parameters()}
+    names = {id(p): recorded_name(n) for n, p in model.named_parameters()}
     moments = {}
     for optimizer in trainer.optimizers.values():
         for p, slot in optimizer.state.items():
@@ -80,10 +99,13 @@ def digests(trainer) -> dict[str, str]:
                 if torch.is_tensor(value):
                     moments[f"{names[id(p)]}.{key}"] = value
     return {
-        "parameters": tensors_sha256(dict(model.named_parameters())),
-        "buffers": tensors_sha256(dict(model.named_buffers())),
+        "parameters": tensors_sha256(named(model.named_parameters())),
+        # declared sampler state under the name it had as a buffer (DxMI's velocity variance, before
+        # December 2026): the values it holds are compared, wherever they are kept
+        "buffers": tensors_sha256({**named(model.named_buffers()),
+                                   **{f"sampler.{k}": v for k, v in model.sampler.declared_state.items()}}),
         "optimizer": tensors_sha256(moments),
-        "ema": tensors_sha256(trainer.ema.module.state_dict()),
+        "ema": tensors_sha256(named(trainer.ema.module.state_dict())),
     }
 
 
@@ -143,6 +165,9 @@ def main(argv=None) -> None:
     for name, d in record["presets"].items():
         lines.append(f"| {name} | {d['parameters'][:12]} | {d['buffers'][:12]} | {d['optimizer'][:12]} | "
                      f"{d['ema'][:12]} | {record['seconds'][name]:.0f} |")
+    for name, old in record.get("replaced", {}).items():  # digests re-recorded after a deliberate change
+        lines += ["", f"{name}: re-recorded {', '.join(k for k in old if k != 'why')} (was "
+                      f"{', '.join(v[:12] for k, v in old.items() if k != 'why')}): {old['why']}."]
     (HERE / "step_hashes.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RECORD}", file=sys.stderr)
 

@@ -115,9 +115,9 @@ def test_posterior_variance_clip_for_images():
 
 def test_generation_runs_the_reverse_chain_through_the_generator():
     schedule, sampler, _ = _parts()
-    sampler.generator = ConstantGenerator(2)
+    sampler.G = ConstantGenerator(2)
     with torch.no_grad():
-        sampler.generator.b.copy_(torch.tensor([1.0, -2.0]))
+        sampler.G.b.copy_(torch.tensor([1.0, -2.0]))
     x = sampler.generate(50_000, energy=None, generator=torch.Generator().manual_seed(0))
     # every step's mean pulls toward b; the final step adds no noise
     mean, var = torch.zeros(2), torch.ones(2)
@@ -194,7 +194,7 @@ def test_mode_seeking_generator_finds_the_mode_of_the_conditional_ebm():
     """At level 0 a constant generator gives x' = c1 b + c2 x_1; minimising E(x') − log q(x_1 | x')
     puts x' at the mode of p_θ(x_0 | x_1) ∝ exp(−a‖x − m‖²/2) N(x_1; √α_1 x, β_1)."""
     schedule, sampler, div = _parts("kl", entropy_weight=0.0)
-    sampler.generator = ConstantGenerator(2)
+    sampler.G = ConstantGenerator(2)
     energy = Quadratic()
     for p in energy.parameters():
         p.requires_grad_(False)
@@ -206,7 +206,7 @@ def test_mode_seeking_generator_finds_the_mode_of_the_conditional_ebm():
     sa, beta = math.sqrt(float(schedule.alphas[1])), float(schedule.betas[1])
     mode = (a * m + sa * x1 / beta) / (a + sa**2 / beta)
     c1, c2 = float(schedule.posterior_coef_x0[0]), float(schedule.posterior_coef_xnext[0])
-    x_fake = c1 * sampler.generator.b.detach() + c2 * x1
+    x_fake = c1 * sampler.G.b.detach() + c2 * x1
     assert torch.allclose(x_fake, mode, atol=2e-3)
 
 
@@ -214,12 +214,12 @@ def test_reverse_kl_fits_the_real_pairs_and_the_prior():
     """With a constant generator and encoder, the ELBO's optimum is b = E[(x_t − c2 x_{t+1}) / c1]
     (the reconstruction) and q_φ = N(0, I) (the KL to the prior)."""
     schedule, sampler, div = _parts("reverse_kl")
-    sampler.generator, sampler.encoder = ConstantGenerator(2), ConstantEncoder(2)
+    sampler.G, sampler.encoder = ConstantGenerator(2), ConstantEncoder(2)
     batch = _batch(schedule, div, n=512, level=1)
     _fit(div, sampler, None, batch, steps=800, lr=0.05)
     c1, c2 = float(schedule.posterior_coef_x0[1]), float(schedule.posterior_coef_xnext[1])
     want_b = ((batch.positives - c2 * batch.condition) / c1).mean(0)
-    assert torch.allclose(sampler.generator.b.detach(), want_b, atol=0.02)
+    assert torch.allclose(sampler.G.b.detach(), want_b, atol=0.02)
     assert torch.allclose(sampler.encoder.h.detach(), torch.zeros(4), atol=0.02)
 
 
@@ -377,7 +377,7 @@ def test_generator_step_reads_the_energy_but_never_trains_it():
     with frozen(energy):
         div.sampler_loss(batch, record, energy, sampler).loss.backward()
     assert energy.a.grad is None and energy.a.requires_grad  # restored after the block
-    assert all(p.grad is not None for p in sampler.generator.parameters())
+    assert all(p.grad is not None for p in sampler.G.parameters())
 
 
 def test_ema_copies_integer_buffers_and_averages_the_rest():

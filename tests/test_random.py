@@ -71,7 +71,7 @@ def test_image_samples_are_bitwise_batch_independent(one_thread):
 
 def test_batch_norm_on_batch_statistics_is_reported():
     coupled = EnergyModel(Recipe.from_name("ddaebm"), (2,)).eval().batch_coupled()
-    assert coupled[:3] == ["sampler.generator.x_net.1", "sampler.generator.decoder.1", "sampler.generator.decoder.4"]
+    assert coupled[:3] == ["sampler.G.x_net.1", "sampler.G.decoder.1", "sampler.G.decoder.4"]
     assert EnergyModel(Recipe.from_name("drl"), (2,)).eval().batch_coupled() == []
 
 

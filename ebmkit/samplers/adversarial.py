@@ -60,7 +60,9 @@ class AdversarialSampler(Sampler):
     def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
         super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
         dim, d_z, T = math.prod(self.shape), options.latent_dim, schedule.num_levels
-        self.generator = build_network(options.generator, shape=self.shape, num_levels=T, out_dim=dim, cond_dim=d_z)
+        # G_ψ, named after the paper's symbol: in ebmkit `generator` is the random stream every method takes
+        self.G = build_network(options.generator, shape=self.shape, num_levels=T, out_dim=dim, cond_dim=d_z)
+        self.register_load_state_dict_pre_hook(_renamed_generator)
         # the encoder reads [x_t, x_{t+1}] joined on axis 1: features of vectors, channels of images
         pair = (2 * self.shape[0], *self.shape[1:])
         self.encoder = build_network(options.encoder, shape=pair, num_levels=T, out_dim=2 * d_z)
@@ -76,7 +78,7 @@ class AdversarialSampler(Sampler):
 
     def predict_x0(self, x_next: Tensor, z: Tensor, t: Tensor) -> Tensor:
         """x̂_0 = G_ψ(x_{t+1}, z, t)."""
-        return self.generator(x_next, t, z).view_as(x_next)
+        return self.G(x_next, t, z).view_as(x_next)
 
     def posterior_draw(self, x_next: Tensor, x0_hat: Tensor, t: Tensor, generator=None) -> Tensor:
         """x_t ~ q(x_t | x_{t+1}, x̂_0), reparameterised; the mean alone at t = 0."""
@@ -108,3 +110,10 @@ class AdversarialSampler(Sampler):
             t = torch.full((n,), level, device=device, dtype=torch.long)
             x = self.posterior_draw(x, self.predict_x0(x, self.latent_sample(n, x, generator), t), t, generator)
         return self.finish(x, energy)
+
+
+def _renamed_generator(module, state_dict, prefix, *args) -> None:
+    """Weights and checkpoints written before December 2026 call G_ψ ``generator``: read them as ``G``."""
+    old = prefix + "generator."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "G." + key[len(old):]] = state_dict.pop(key)

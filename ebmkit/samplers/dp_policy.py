@@ -104,7 +104,10 @@ class DiffusionPolicySampler(Sampler):
         sigma[0] = options.last_sigma
         self.register_buffer("log_sigma_last", sigma[:1].log())
         self.log_sigma_rest = torch.nn.Parameter(sigma[1:].clamp(min=1e-4).log(), requires_grad=options.learn_sigma)
-        self.register_buffer("velocity_var", sigma.pow(2).clamp(min=1e-4))  # s_j², initialised to σ_j²
+        # s_j², initialised to σ_j²: running statistics of this process's chains, kept as state (not
+        # weights: never EMA-averaged, broadcast or exported; generation does not read it)
+        self.declare_state("velocity_var", sigma.pow(2).clamp(min=1e-4))
+        self.register_load_state_dict_pre_hook(_velocity_var_from_weights)
         if options.value_target == "running_costs":
             cost = torch.zeros(T)
         elif options.value_target == "sigmoid_time_cost":
@@ -187,6 +190,10 @@ class DiffusionPolicySampler(Sampler):
     def generate(self, n: int, energy, generator=None) -> Tensor:
         return self.finish(self.trajectory(n, energy, generator, self.config.guidance)[0], energy)
 
+    @property
+    def velocity_var(self) -> Tensor:
+        return self.declared_state["velocity_var"]
+
     # -- DxDP -------------------------------------------------------------------------------
     @torch.no_grad()
     def update_velocity_var(self, states: list[Tensor]) -> None:
@@ -236,3 +243,11 @@ class DiffusionPolicySampler(Sampler):
         x_k = self.schedule.q_sample(x0, k, eps)
         loss = (self.eps_net(x_k, k).view_as(eps) - eps).pow(2).mean()
         return LossOutput(loss, {"pretrain_loss": loss.detach()})
+
+
+def _velocity_var_from_weights(module, state_dict, prefix, *args) -> None:
+    """Weights and checkpoints written before December 2026 hold s_j² as a buffer: take it as the
+    sampler's state (a resumed run continues from it), not as an unexpected key."""
+    old = state_dict.pop(prefix + "velocity_var", None)
+    if old is not None:
+        module.declare_state("velocity_var", old.to(module.velocity_var.device, module.velocity_var.dtype).clone())
