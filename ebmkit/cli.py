@@ -592,6 +592,62 @@ def hub_pull(
     print(folder)
 
 
+@hub_app.command("publish-zoo")
+def hub_publish_zoo(
+    org: str = typer.Argument(..., help="the Hub user or organisation the models go to, as ORG/<recipe>-<data>"),
+    bench_dir: Path = typer.Option(Path("bench-toy"), "--from", help="an `ebmkit bench toy` output: its finished "
+                                   "seed-0 runs are published, missing ones are trained into it first"),
+    recipes: List[str] = typer.Option([], "--recipes", "-r", help="2D presets (default: every registered one)"),
+    data: List[str] = typer.Option(["8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll"], "--data",
+                                   "-d", help="toy sets, comma-separated or repeated"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be trained and pushed; push nothing"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="publish without asking"),
+):
+    """Publish the model zoo: each 2D preset on each toy set, evaluated, pushed with its card as
+    ORG/<recipe>-<data>; a repo whose card already records the same recipe and metrics is skipped.
+    Writes the zoo's table to BENCH_DIR/zoo.md."""
+    from ebmkit import zoo
+    from ebmkit.model import EnergyModel
+
+    names = _names(recipes) or None
+    try:
+        models = zoo.plan(org, names, _names(data), bench_dir)
+        to_train = [m for m in models if not m.finished]
+        for m in models:
+            source = m.run_dir if m.finished else f"train into {m.run_dir}"
+            err.print(f"{m.repo_id} ← {source}", highlight=False, soft_wrap=True)
+        if dry_run:
+            err.print(f"dry run: {len(models)} models, {len(to_train)} to train first; nothing pushed", soft_wrap=True)
+            return
+        if not yes and not typer.confirm(f"publish {len(models)} models to '{org}' on {_hub_endpoint()}?"):
+            _fail("not published (pass --yes to publish without asking)")
+        pushed = 0
+        for m in models:
+            if not m.finished:
+                err.print(f"training {m.recipe} on {m.data} …", highlight=False, soft_wrap=True)
+                zoo.train(m)
+            model = EnergyModel.from_run(m.run_dir)
+            if zoo.current(m, model):
+                err.print(f"{m.repo_id}: up to date", highlight=False, soft_wrap=True)
+                continue
+            commit = model.push_to_hub(m.repo_id, commit_message=f"ebmkit zoo: {m.recipe} on {m.data}",
+                                       command=zoo.command(m))
+            pushed += 1
+            err.print(f"{m.repo_id}: pushed, commit {commit}", highlight=False, soft_wrap=True)
+        command = f"ebmkit hub publish-zoo {org} --from {bench_dir}" + (f" --recipes {','.join(names)}" if names else "")
+        (bench_dir / "zoo.md").write_text(zoo.table(models, command))
+    except (*_user_errors(), zoo.ZooError) as exc:
+        _fail(str(exc))
+    err.print(f"published {pushed} of {len(models)} models, {len(models) - pushed} up to date; table: "
+              f"{bench_dir / 'zoo.md'}", highlight=False, soft_wrap=True)
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
 

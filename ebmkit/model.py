@@ -217,10 +217,13 @@ class EnergyModel(nn.Module):
         return save_pretrained(self, folder)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, revision: str | None = None,
-                    commit_message: str | None = None, token: str | bool | None = None) -> str:
+                    commit_message: str | None = None, token: str | bool | None = None,
+                    command: str | None = None) -> str:
         """Upload `save_pretrained`'s folder to the Hub; returns the commit id. The token comes
-        from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``) unless given."""
+        from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``) unless given;
+        ``command``, the command that trained the model, goes into the card."""
         from ebmkit.hub import push_to_hub
 
         return push_to_hub(self, repo_id, private=private, revision=revision, commit_message=commit_message,
+                           command=command,
                            token=token)

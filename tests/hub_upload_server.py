@@ -10,6 +10,10 @@ repo as a git repository that `olah` (the real download-API server of the pull t
     POST /api/models/<org>/<name>/preupload/<rev>  every file "regular" (no LFS / Xet storage)
     POST /api/models/<org>/<name>/commit/<rev>     NDJSON: header, file (base64), deletedFile
 
+Reads (GET, HEAD) are forwarded to ``download_url`` when it is set (olah in the tests), so one
+endpoint serves a client that reads and writes, as the Hub does (`ebmkit hub publish-zoo` reads a
+card before pushing).
+
 Differences from the real Hub, on purpose: every file is committed inline ("regular"), where the
 Hub would ask for LFS/Xet uploads of the safetensors; no no-op detection (preupload returns no
 remote oid); the README's YAML is only parsed, not checked against the Hub's metadata schema;
@@ -19,10 +23,16 @@ authorization is one fixed token; ``private`` is recorded but nothing is hidden.
 from __future__ import annotations
 
 import base64
+import socket
+import sys
+import time
+from contextlib import contextmanager
 import json
 import os
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -69,6 +79,7 @@ class HubUploadServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.root, self.token = Path(root), token
         self.private: dict[str, bool] = {}
+        self.download_url: str | None = None  # where reads are forwarded
         self.lock = threading.Lock()  # one git writer at a time
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -88,6 +99,13 @@ class HubUploadServer(ThreadingHTTPServer):
         self.server_close()
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Relay a redirect to the client instead of following it."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 class Handler(BaseHTTPRequestHandler):
     server: HubUploadServer
 
@@ -104,6 +122,33 @@ class Handler(BaseHTTPRequestHandler):
 
     def error(self, status: int, message: str) -> None:
         self.reply(status, {"error": message})
+
+    def forward(self, method: str) -> None:
+        """A read, relayed to the download server as it answers (redirects included)."""
+        if self.server.download_url is None:
+            return self.error(404, "this server only takes uploads")
+        request = urllib.request.Request(self.server.download_url + self.path, method=method,
+                                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            response = opener.open(request, timeout=60)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        body = response.read() if method == "GET" else b""
+        self.send_response(response.status if hasattr(response, "status") else response.code)
+        for key, value in response.headers.items():
+            if key.lower() not in ("transfer-encoding", "connection", "server", "date", "content-length"):
+                self.send_header(key, value)
+        length = response.headers.get("Content-Length")
+        self.send_header("Content-Length", str(len(body)) if method == "GET" or length is None else length)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self.forward("GET")
+
+    def do_HEAD(self):  # noqa: N802
+        self.forward("HEAD")
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -191,3 +236,46 @@ class Handler(BaseHTTPRequestHandler):
         oid = commit_files(repo, revision, files, deleted, message, parent)
         self.reply(200, {"commitUrl": f"{self.server.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                          "pullRequestUrl": None, "success": True})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def local_hub(root: Path, token: str):
+    """A Hub on 127.0.0.1 for ``token``: olah serving ``root/mirrors`` read-only for downloads,
+    the upload server writing there (and forwarding reads to olah). Yields the root, the mirrors,
+    olah's URL, the upload server and an HF_HOME inside ``root``."""
+    root = Path(root)
+    mirrors = root / "mirrors"
+    (mirrors / "models").mkdir(parents=True)
+    port = free_port()
+    (root / "olah.toml").write_text(
+        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "olah-cache"}"\n'
+        f'mirrors-path = ["{mirrors}"]\nmetadata-cache-ttl = 0\n[accessibility]\noffline = true\n'
+    )
+    log = open(root / "olah.log", "w")
+    olah = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(root / "olah.toml"),
+                             "--log-path", str(root / "olah-logs")], stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models/none/none/revision/main", timeout=2)
+        except urllib.error.HTTPError:
+            break  # it answers (404): up
+        except OSError:
+            if olah.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"olah did not start: {(root / 'olah.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    try:
+        with HubUploadServer(mirrors, token) as upload:
+            upload.download_url = url  # reads through the upload endpoint go to olah
+            yield {"root": root, "mirrors": mirrors, "olah": url, "upload": upload, "hf_home": root / "hf-home"}
+    finally:
+        olah.terminate()
+        olah.wait(timeout=30)
+        log.close()

@@ -12,9 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +26,7 @@ from ebmkit.hub import HubError, parse_hub_id
 from ebmkit.training import Trainer
 from ebmkit.training.checkpoint import load_tensors, write_json
 
-from hub_upload_server import HubUploadServer, commit_files, git
+from hub_upload_server import commit_files, git, local_hub
 
 TOKEN = "hf_ebmkit_test_token"
 N, SEED = 256, 7
@@ -44,33 +41,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """olah serving <root>/mirrors read-only, and the upload server writing there."""
-    root = tmp_path_factory.mktemp("hub")
-    mirrors = root / "mirrors"
-    (mirrors / "models").mkdir(parents=True)
-    port = free_port()
-    (root / "olah.toml").write_text(
-        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "olah-cache"}"\n'
-        f'mirrors-path = ["{mirrors}"]\nmetadata-cache-ttl = 0\n[accessibility]\noffline = true\n'
-    )
-    log = open(root / "olah.log", "w")
-    olah = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(root / "olah.toml"),
-                             "--log-path", str(root / "olah-logs")], stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/models/none/none/revision/main", timeout=2)
-        except urllib.error.HTTPError:
-            break  # it answers (404): up
-        except OSError:
-            if olah.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"olah did not start: {(root / 'olah.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    with HubUploadServer(mirrors, TOKEN) as upload:
-        yield {"root": root, "mirrors": mirrors, "olah": url, "upload": upload, "hf_home": root / "hf-home"}
-    olah.terminate()
-    olah.wait(timeout=30)
-    log.close()
+    with local_hub(tmp_path_factory.mktemp("hub"), TOKEN) as served:
+        yield served
 
 
 def cli(hub, *args, endpoint="olah", token=False, offline=False, cwd=None):
@@ -283,3 +255,47 @@ def test_hub_ids():
     for bad in ("name", "hf://", "a/b/c", "org/na me"):
         with pytest.raises(HubError, match="not a Hub model id"):
             parse_hub_id(bad)
+
+
+# -- the zoo ----------------------------------------------------------------------------------
+ZOO_SETS = ["--set", "train.steps=3", "--set", "network.width=16", "--set", "sampler.n_steps=2", "--set",
+            "train.batch_size=32", "--set", "eval.n_samples=200", "--set", "eval.grid_resolution=16", "--set",
+            "eval.n_projections=20"]
+
+
+def test_publish_zoo_pushes_every_model_once_and_each_pulls_back(hub, tmp_path):
+    bench = tmp_path / "bench"
+    ebmkit(hub, "bench", "toy", "--recipes", "drl,drl_vp", "--data", "8gaussians,checkerboard", "--seeds", "1",
+           "--out", str(bench), *ZOO_SETS)
+    args = ("hub", "publish-zoo", "zoo", "--from", str(bench), "--recipes", "drl,drl_vp", "--data",
+            "8gaussians,checkerboard")
+    dry = ebmkit(hub, *args, "--dry-run", endpoint="upload", token=True)
+    assert "dry run: 4 models, 0 to train first; nothing pushed" in dry.stderr
+    assert not (hub["mirrors"] / "models" / "zoo").exists()
+
+    first = ebmkit(hub, *args, "--yes", endpoint="upload", token=True)
+    assert "published 4 of 4 models" in first.stderr
+    rows = (bench / "zoo.md").read_text().splitlines()
+    for recipe in ("drl", "drl_vp"):
+        for data in ("8gaussians", "checkerboard"):
+            run = bench / "runs" / f"{recipe}-{data}-s0"
+            repo = f"zoo/{recipe}-{data}"
+            pulled = sample_cli(hub, f"hf://{repo}", tmp_path / f"{recipe}-{data}.npy")
+            np.testing.assert_array_equal(pulled, samples_of(run))  # the same samples for the same seed
+            sw = json.loads((run / "eval.json").read_text())["sw"]
+            assert any(f"`{repo}` | {recipe} | {data} | {sw:.3f} |" in row for row in rows), rows
+            card = ModelCard(git(hub["mirrors"] / "models" / "zoo" / f"{recipe}-{data}", "show", "main:README.md"))
+            assert card.data.to_dict()["ebmkit"]["metrics"]["sw"] == sw
+            assert f"ebmkit train --recipe {recipe} --data {data} --set train.seed=0 --set train.threads=1" in card.text
+
+    commits = git(hub["mirrors"] / "models" / "zoo" / "drl-8gaussians", "rev-parse", "main")
+    second = ebmkit(hub, *args, "--yes", endpoint="upload", token=True)
+    assert "published 0 of 4 models" in second.stderr and second.stderr.count(": up to date") == 4
+    assert git(hub["mirrors"] / "models" / "zoo" / "drl-8gaussians", "rev-parse", "main") == commits
+
+
+def test_publish_zoo_refuses_what_is_not_a_2d_preset_in_one_line(hub, tmp_path):
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "publish-zoo", "zoo", "--from", str(tmp_path),
+                       "--recipes", "drl_fmnist", "--dry-run"), "not a 2D preset: drl_fmnist", "drl, ")
+    one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "publish-zoo", "zoo", "--from", str(tmp_path),
+                       "--data", "moons", "--dry-run"), "the zoo holds the toy sets 8gaussians")

@@ -7,6 +7,10 @@ packages it needs and how it scored, so a reader never has to open config.json.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -25,11 +29,21 @@ METRIC_NAMES = {
 }
 
 
+def card_record(config: dict, metrics: dict | None) -> dict:
+    """What a card's front matter records of its model, under the key ``ebmkit``: the SHA-256 of
+    the recipe (as config.json holds it) and the finite numeric metrics of its evaluation. The zoo
+    skips a repo whose card records the same (`ebmkit.zoo`)."""
+    recipe = json.dumps(config["recipe"], sort_keys=True).encode()
+    numbers = {k: v for k, v in (metrics or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {"recipe_sha256": hashlib.sha256(recipe).hexdigest(), "metrics": numbers}
+
+
 def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None,
-               picture: str | None = None) -> ModelCard:
+               picture: str | None = None, command: str | None = None) -> ModelCard:
     """``config`` is the repo's config.json; ``repo_id`` None for a folder not yet on the Hub;
     ``metrics`` an ``ebmkit eval`` eval.json of the same weights (or None); ``picture`` the
-    image file uploaded beside the card."""
+    image file uploaded beside the card; ``command`` the command that trained it, where known."""
     recipe, provenance = config["recipe"], config.get("provenance", {})
     data = recipe["data"]["name"]
     title = repo_id.split("/")[-1] if repo_id else f"{recipe['name']}-{data}"
@@ -42,6 +56,7 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
         library_name="ebmkit",
         tags=tags,
         pipeline_tag="unconditional-image-generation" if len(config["shape"]) == 3 else None,
+        ebmkit=card_record(config, metrics),
     )
     weights = "EMA weights" if config.get("weights", "ema") == "ema" else "raw (non-averaged) weights"
     lines = [
@@ -91,6 +106,8 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
             lines.append(f"| {key} | {value:.4f} | {METRIC_NAMES.get(key, '')} |")
     else:
         lines.append(f"Not evaluated before it was pushed; `ebmkit eval hf://{repo_id}` computes the metrics.")
+    if command:
+        lines += ["", "## Training", "", "Trained with", "", "```bash", command, "```"]
     lines += [
         "",
         "## Recipe",

@@ -104,7 +104,7 @@ def _last_metrics(model) -> dict | None:
     return metrics
 
 
-def save_pretrained(model, folder: str | Path, repo_id: str | None = None) -> Path:
+def save_pretrained(model, folder: str | Path, repo_id: str | None = None, command: str | None = None) -> Path:
     """Write the files of a Hub repo into ``folder``: weights, config.json, model card, picture."""
 
     folder = Path(folder)
@@ -119,12 +119,12 @@ def save_pretrained(model, folder: str | Path, repo_id: str | None = None) -> Pa
                 shutil.copyfile(Path(model.source_dir) / name, folder / name)
             picture = name
             break
-    model_card(config, repo_id, metrics=_last_metrics(model), picture=picture).save(folder / "README.md")
+    model_card(config, repo_id, metrics=_last_metrics(model), picture=picture, command=command).save(folder / "README.md")
     return folder
 
 
 def push_to_hub(model, repo_id: str, *, private: bool | None = None, revision: str | None = None,
-                commit_message: str | None = None, token: str | bool | None = None) -> str:
+                commit_message: str | None = None, token: str | bool | None = None, command: str | None = None) -> str:
     """Create the repo if needed (``private`` applies then), the branch ``revision`` if needed,
     and commit the `save_pretrained` files in one commit; returns the commit id."""
     from huggingface_hub import HfApi
@@ -134,7 +134,7 @@ def push_to_hub(model, repo_id: str, *, private: bool | None = None, revision: s
     api = HfApi()
     message = commit_message or f"ebmkit: {model.recipe.name} on {model.recipe.data['name']} ({model.weights_kind} weights)"
     with tempfile.TemporaryDirectory() as tmp, hub_errors(repo_id, revision, writing=True):
-        save_pretrained(model, tmp, repo_id=repo_id)
+        save_pretrained(model, tmp, repo_id=repo_id, command=command)
         api.create_repo(repo_id, private=private, exist_ok=True, token=token)
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
