@@ -1,4 +1,4 @@
-"""The `ebmkit` command: train, sample, eval, show, list, hub push / pull. Every command works
+"""The `ebmkit` command: train, sample, eval, show, list, runs, hub push / pull. Every command works
 with no flags on the built-in default (the `drl` recipe on a 2D toy set, on the CPU)."""
 
 from __future__ import annotations
@@ -490,6 +490,74 @@ def list_cmd(
     out.print(table)
     if broken:
         err.print(f"[yellow]{broken} plugin component(s) failed to load; the rest work[/]")
+
+
+def _value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+@app.command("runs")
+def runs_cmd(
+    paths: Optional[List[Path]] = typer.Argument(None, help="run directories, or folders of runs (default: runs/)"),
+    compare: bool = typer.Option(False, "--compare", help="compare the runs given: where their recipes differ, their "
+                                 "last metrics, and their metric curves side by side in one PNG"),
+    output: Path = typer.Option(Path("compare.png"), "--output", "-o", help="the PNG of --compare's curves"),
+):
+    """A table of runs: recipe, data, steps and last metrics (from each run's config.json,
+    checkpoint and stats.jsonl); with --compare, how two or more runs differ."""
+    from ebmkit import runs
+
+    try:
+        found = [runs.load(path) for path in runs.find(paths or [Path("runs")])]
+        if compare and len(found) < 2:
+            _fail(f"--compare takes two or more runs; {len(found)} found in {', '.join(map(str, paths or ['runs']))}")
+        if not compare:
+            if not found:
+                _fail(f"no runs in {', '.join(map(str, paths or ['runs']))} (a run is a folder with the config.json "
+                      "that ebmkit train writes)")
+            return _print_runs(found)
+        labels = [str(run.path) for run in found]
+        if len(set(run.path.name for run in found)) == len(found):
+            labels = [run.path.name for run in found]
+        _check_writable(output, False, "--output")
+        table = Table(title="where the recipes differ", title_justify="left")
+        for col in ("option", *labels):
+            table.add_column(col)
+        different = runs.differences(found)
+        for key, values in different:
+            table.add_row(key, *(_value(v) for v in values))
+        if different:
+            out.print(table)
+        else:
+            out.print("the recipes are the same", highlight=False)
+        metrics = runs.compare_figure(found, output, labels)
+        table = Table(title="last values (step)", title_justify="left")
+        for col in ("metric", *labels):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for metric in metrics:
+            table.add_row(metric, *(f"{last[1]:.4g} ({last[0]})" if (last := run.last(metric)) else "—"
+                                    for run in found))
+        out.print(table)
+    except (runs.RunsError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    err.print(f"wrote {output}: {len(metrics)} metrics, one panel each", highlight=False, soft_wrap=True)
+
+
+def _print_runs(found) -> None:
+    table = Table()
+    for col in ("run", "recipe", "data", "steps", "loss", "eval", "loggers"):
+        table.add_column(col, justify="right" if col in ("steps", "loss") else "left")
+    for run in found:
+        train = run.recipe.get("train", {})
+        metric = train.get("eval_metric", "sw")
+        loss, evaluated = run.last("loss"), run.last(metric)
+        table.add_row(str(run.path), run.recipe.get("name", "?"), run.data, f"{run.step or 0}/{train.get('steps', '?')}",
+                      "—" if loss is None else f"{loss[1]:.4g}",
+                      "—" if evaluated is None else f"{metric} {evaluated[1]:.4g} @{evaluated[0]}",
+                      ", ".join(spec["name"] for spec in train.get("loggers", [{"name": "jsonl"}])))
+    out.print(table)
 
 
 def _print_matrix() -> None:

@@ -194,6 +194,35 @@ def test_wandb_offline_files_hold_the_same_history_once(run):
     assert (files[-1].parent / "files" / by_step[16]["density/path"]).is_file()
 
 
+def test_runs_lists_and_compares_runs(run, tmp_path):
+    other = tmp_path / "other"
+    Trainer(Recipe.from_name("drl").override({**CHANGES, "train.steps": 6, "sampler.n_steps": 2,
+                                              "train.on_divergence": "stop", "train.loggers": ["jsonl"]}),
+            other, progress=False).fit()
+    env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "COLUMNS": "200"}
+    listed = subprocess.run([sys.executable, "-m", "ebmkit", "runs", str(run), str(other)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
+    assert "16/16" in lines[str(run)] and "sw" in lines[str(run)] and "tensorboard" in lines[str(run)]
+    assert "6/6" in lines[str(other)] and "drl" in lines[str(other)] and "8gaussians" in lines[str(other)]
+    picture = tmp_path / "compare.png"
+    compared = subprocess.run([sys.executable, "-m", "ebmkit", "runs", "--compare", str(run), str(other), "-o",
+                               str(picture)], capture_output=True, text=True, env=env, timeout=300)
+    assert compared.returncode == 0, compared.stderr
+    differing = {line.split("│")[1].strip() for line in compared.stdout.split("last values")[0].splitlines()
+                 if "│" in line}
+    assert {"sampler.n_steps", "train.steps", "train.on_divergence", "train.loggers"} <= differing
+    assert "train.lr" not in differing
+    assert f"wrote {picture}" in compared.stderr
+    from PIL import Image
+
+    assert Image.open(picture).size[0] > 1000  # one panel per metric, 4 across
+    assert_one_line_error(subprocess.run([sys.executable, "-m", "ebmkit", "runs", "--compare", str(run)],
+                                         capture_output=True, text=True, env=env, timeout=300),
+                          "--compare takes two or more runs")
+
+
 # -- what is refused --------------------------------------------------------------------
 BLOCKED = "import sys; sys.modules[{module!r}] = None; from ebmkit.cli import main; sys.argv[0] = 'ebmkit'; main()"
 
