@@ -493,9 +493,10 @@ def list_cmd(
 
 
 def _value(value) -> str:
+    """A recipe option in a table cell (its brackets are text, not Rich markup)."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "—" if value is None else str(value)
+    return "—" if value is None else escape(str(value))
 
 
 @app.command("runs")
@@ -524,7 +525,7 @@ def runs_cmd(
         _check_writable(output, False, "--output")
         table = Table(title="where the recipes differ", title_justify="left")
         for col in ("option", *labels):
-            table.add_column(col)
+            table.add_column(escape(col))
         different = runs.differences(found)
         for key, values in different:
             table.add_row(key, *(_value(v) for v in values))
@@ -535,7 +536,7 @@ def runs_cmd(
         metrics = runs.compare_figure(found, output, labels)
         table = Table(title="last values (step)", title_justify="left")
         for col in ("metric", *labels):
-            table.add_column(col, justify="left" if col == "metric" else "right")
+            table.add_column(escape(col), justify="left" if col == "metric" else "right")
         for metric in metrics:
             table.add_row(metric, *(f"{last[1]:.4g} ({last[0]})" if (last := run.last(metric)) else "—"
                                     for run in found))
@@ -553,7 +554,7 @@ def _print_runs(found) -> None:
         train = run.recipe.get("train", {})
         metric = train.get("eval_metric", "sw")
         loss, evaluated = run.last("loss"), run.last(metric)
-        table.add_row(str(run.path), run.recipe.get("name", "?"), run.data, f"{run.step or 0}/{train.get('steps', '?')}",
+        table.add_row(escape(str(run.path)), escape(run.recipe.get("name", "?")), escape(run.data), f"{run.step or 0}/{train.get('steps', '?')}",
                       "—" if loss is None else f"{loss[1]:.4g}",
                       "—" if evaluated is None else f"{metric} {evaluated[1]:.4g} @{evaluated[0]}",
                       ", ".join(spec["name"] for spec in train.get("loggers", [{"name": "jsonl"}])))
