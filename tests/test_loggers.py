@@ -272,6 +272,7 @@ from ebmkit.loggers import Logger
 
 class Lines(Logger):
     '''Each row as a line of lines.txt (a test plugin).'''
+    rewinds = False
     def start(self, run):
         self.file = open(self.run_dir / "lines.txt", "a")
     def log(self, row, wall_time):

@@ -44,9 +44,7 @@ class Logger:
     """A place a run's reports go: rows of scalars, pictures and rollbacks.
 
     ``state`` is this logger's entry in the run's ``loggers.json``, saved by the trainer: what it
-    needs to continue the same run on resume (MLflow's run id, W&B's) and, for one that does not
-    rewind, ``upto``: the last step it holds for certain, which it updates itself. On resume the
-    trainer hands it the rows after that step again."""
+    needs to continue the same run on resume (MLflow's run id, W&B's)."""
 
     Options = None
     requires: tuple[str, str] | None = None  # (the module it imports, the pip requirement that installs it)
@@ -73,6 +71,12 @@ class Logger:
 
     def picture(self, name: str, path: Path, step: int) -> None:
         """A PNG the run saved at ``step`` (``density``: 2D data; ``samples``: an image grid)."""
+
+    def holds(self, step: int) -> int:
+        """Handed every row up to ``step``, the last step it holds for certain (a logger that does
+        not rewind; on resume the trainer hands it the rows after that one again). W&B holds one
+        row less: it writes a row once a later step comes."""
+        return step
 
     def rewind(self, step: int) -> None:
         """Drop every step after ``step`` (a rewinding logger, when the run goes back to it)."""

@@ -75,7 +75,6 @@ class MLflowLogger(Logger):
         stamp, step = int(wall_time * 1000), row["step"]
         self.client.log_batch(self.run_id, metrics=[Metric(key, value, stamp, step) for key, value in row.items()
                                                     if key != "step"])
-        self.state["upto"] = step  # stored: log_batch returns once it is
 
     def picture(self, name: str, path: Path, step: int) -> None:
         from PIL import Image

@@ -7,7 +7,8 @@ Its files go in ``RUN/wandb``.
 W&B keeps every point it receives and takes a step only above the last one it committed, so
 this logger does not rewind: it gets a step once a checkpoint covers it (`ebmkit.loggers.base`).
 A step's row stays open until a later step arrives (the step's pictures and a rollback join
-it), so ``upto`` is the step before the open one, and a resume hands the open row over again.
+it), so it holds for certain only the steps before the open one, and a resume hands the open
+row over again.
 The run id is kept in the run's loggers.json, and ``--resume`` continues that run
 (``resume="allow"``); offline, each process writes its own ``offline-run-…`` folder of the same
 id, which ``wandb sync`` joins.
@@ -54,10 +55,11 @@ class WandbLogger(Logger):
                               settings=wandb.Settings(console="off"))  # ebmkit's own output is not captured
 
     def _send(self, data: dict, step: int) -> None:
-        if self.open is not None and step > self.open:
-            self.state["upto"] = self.open  # W&B commits the open row when a later step comes
-        self.run.log(data, step=step, commit=False)
+        self.run.log(data, step=step, commit=False)  # W&B commits the open row when a later step comes
         self.open = step
+
+    def holds(self, step: int) -> int:
+        return step if self.open is None else min(step, self.open - 1)
 
     def log(self, row: dict[str, float], wall_time: float) -> None:
         self._send({**{key: value for key, value in row.items() if key != "step"}, "_timestamp": wall_time},
@@ -76,5 +78,4 @@ class WandbLogger(Logger):
 
     def close(self, status: str) -> None:
         self.run.finish(exit_code=EXIT_CODES[status])  # commits the open row
-        if self.open is not None:
-            self.state["upto"] = self.open
+        self.open = None

@@ -8,10 +8,10 @@ rollback repeats the steps after the last checkpoint, and everything left when t
 
 ``loggers.json`` in the run directory keeps each logger's state (what it needs to continue the
 same run: MLflow's run id, W&B's) and, for one that does not rewind, ``upto``: the last step it
-holds for certain, which the logger itself keeps. On resume, the rows of stats.jsonl after it
-and up to the checkpoint are handed over again: those of a run killed between writing a
-checkpoint and handing them over, or W&B's last row, which it writes only once a later one
-comes. A logger added on resume starts at the step the run resumes from.
+holds for certain (`Logger.holds`). On resume, the rows of stats.jsonl after it and up to the
+checkpoint are handed over again: those of a run killed between writing a checkpoint and
+handing them over, or W&B's last row, which it writes only once a later step comes. A logger
+added on resume starts at the step the run resumes from.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Reports:
         self.loggers: dict[str, Logger] = {}
         self.state: dict[str, dict] = {}
         self.pending: list[tuple[int, str, tuple]] = []  # (step, method, arguments) not yet given to the loggers
+        self.handed = 0  # every step up to this one went to the loggers that do not rewind
         self.closed = False
 
     @property
@@ -63,7 +64,7 @@ class Reports:
                 for row in history:  # rows a killed run logged up to its checkpoint that the logger lacks
                     if state.get("upto", step) < row["step"] <= step:
                         logger.log(row, time.time())
-                state.setdefault("upto", step)
+        self.handed = step
         self._save_state()
 
     def log(self, row: dict[str, float]) -> None:
@@ -101,6 +102,7 @@ class Reports:
         for _, logger in self._waiting:
             for _, method, arguments in due:
                 getattr(logger, method)(*arguments)
+        self.handed = max([self.handed, *(p[0] for p in due), *([] if upto is None else [upto])])
         self._save_state()
 
     def close(self, status: str) -> None:
@@ -116,5 +118,7 @@ class Reports:
         self._save_state()
 
     def _save_state(self) -> None:
+        for name, logger in self._waiting:
+            self.state[name]["upto"] = logger.holds(self.handed)
         if any(self.state.values()):  # stats.jsonl alone keeps nothing here
             write_json(self.state, self.run_dir / STATE)
