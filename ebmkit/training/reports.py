@@ -107,15 +107,22 @@ class Reports:
 
     def close(self, status: str) -> None:
         """``finished`` (everything pending is final), ``failed`` or ``interrupted`` (what is pending
-        may be repeated by a resume, so it is dropped). Once."""
+        may be repeated by a resume, so it is dropped). Once. Every logger is closed; one that fails
+        to close is reported when the run finished, and not in place of the error that ended it."""
         if self.closed or not self.loggers:
             return
         self.closed = True
         if status == "finished":
             self._deliver(None)
-        for logger in self.loggers.values():
-            logger.close(status)
+        failed = []
+        for name, logger in self.loggers.items():
+            try:
+                logger.close(status)
+            except Exception as exc:
+                failed.append(f"logger '{name}' could not close: {type(exc).__name__}: {exc}")
         self._save_state()
+        if failed and status == "finished":
+            raise TrainingError("; ".join(failed))
 
     def _save_state(self) -> None:
         for name, logger in self._waiting:
