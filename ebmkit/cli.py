@@ -1,4 +1,4 @@
-"""The `ebmkit` command: train, sample, eval, show, list, hub push / pull. Every command works
+"""The `ebmkit` command: train, sample, eval, show, list, runs, hub push / pull. Every command works
 with no flags on the built-in default (the `drl` recipe on a 2D toy set, on the CPU)."""
 
 from __future__ import annotations
@@ -48,10 +48,13 @@ def _user_errors():
 
 
 def parse_value(text: str):
-    """`--set` values are JSON when they parse (numbers, true, null, lists), else strings."""
+    """`--set` values are JSON when they parse (numbers, true, null, lists), else strings; a list
+    in brackets may name strings bare: ``[tensorboard,jsonl]``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        if text.startswith("[") and text.endswith("]") and "[" not in text[1:-1] and "{" not in text:
+            return [parse_value(item.strip()) for item in text[1:-1].split(",") if item.strip()]
         return text
 
 
@@ -105,6 +108,8 @@ def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="data set name, or your own points: path.npy / path.csv (N×D)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training iterations"),
     sets: List[str] = typer.Option([], "--set", "-s", help="override any recipe field: KEY=VALUE, repeatable"),
+    logs: List[str] = typer.Option([], "--log", help="also report to this logger (train.loggers): tensorboard, mlflow, "
+                                   "wandb or a plugin's; repeatable or comma-separated"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/NNN-recipe-data)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="start over in an existing --out directory"),
@@ -118,6 +123,7 @@ def train(
 ):
     """Train a recipe; writes checkpoints, stats.jsonl, model.safetensors and density.png."""
     from ebmkit.data import data_spec_from_cli
+    from ebmkit.loggers import missing_package
     from ebmkit.recipes import Recipe
     from ebmkit.training import Trainer
     from ebmkit.training.checkpoint import run_config
@@ -141,19 +147,27 @@ def train(
                 _fail(f"--resume continues '{resume}' with its own recipe, in its own folder; drop {', '.join(given)} "
                       "(or start a new run without --resume)")
             base = Recipe.from_config(run_config(resume), where=str(resume / "config.json"))
-            # how fast, not what is trained: a run may move to another device or thread count
-            unsupported = set(changes) - {"train.steps", "train.device", "train.compile", "train.threads"}
+            # how fast and where reports go, not what is trained: a run may move to another device,
+            # thread count or logger
+            unsupported = set(changes) - {"train.steps", "train.device", "train.compile", "train.threads",
+                                          "train.loggers"}
             if unsupported:
-                _fail(f"--resume continues the saved recipe; only --steps, --device, --compile and "
-                      f"--set train.threads may change, got {sorted(unsupported)}")
+                _fail(f"--resume continues the saved recipe; only --steps, --device, --compile, --log, "
+                      f"--set train.threads and --set train.loggers may change, got {sorted(unsupported)}")
         elif (recipe := recipe or DEFAULT_RECIPE).endswith((".json", ".yaml", ".yml")):
             base = Recipe.load(recipe)
         else:
             base = Recipe.from_name(recipe)
         resolved = base.override(changes) if changes else base
+        if logs:  # added to the recipe's loggers
+            have = [spec["name"] for spec in resolved.train.loggers]
+            resolved = resolved.override({"train.loggers": resolved.train.loggers
+                                          + [name for name in dict.fromkeys(_names(logs)) if name not in have]})
         if dry_run:
             out.print_json(resolved.model_dump_json())
             return
+        if problem := missing_package(resolved.train.loggers):  # before torchrun starts a process per rank
+            _fail(problem)
         if nproc > 1 and "LOCAL_RANK" not in os.environ:  # the recipe is valid: hand the same command to torchrun
             import subprocess
 
@@ -445,7 +459,8 @@ def show(
 
 @app.command("list")
 def list_cmd(
-    kind: Optional[str] = typer.Argument(None, help="one kind: schedules, energies, networks, samplers, divergences, datasets, recipes"),
+    kind: Optional[str] = typer.Argument(None, help="one kind: schedules, energies, networks, samplers, divergences, "
+                                         "datasets, recipes, loggers"),
     pattern: str = typer.Option("*", "--filter", help="shell-style name filter, e.g. 'ddpm*'"),
     compatible: bool = typer.Option(False, "--compatible", help="print which schedules × energies × samplers × "
                                     "divergences assemble (each at its defaults) instead"),
@@ -475,6 +490,75 @@ def list_cmd(
     out.print(table)
     if broken:
         err.print(f"[yellow]{broken} plugin component(s) failed to load; the rest work[/]")
+
+
+def _value(value) -> str:
+    """A recipe option in a table cell (its brackets are text, not Rich markup)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else escape(str(value))
+
+
+@app.command("runs")
+def runs_cmd(
+    paths: Optional[List[Path]] = typer.Argument(None, help="run directories, or folders of runs (default: runs/)"),
+    compare: bool = typer.Option(False, "--compare", help="compare the runs given: where their recipes differ, their "
+                                 "last metrics, and their metric curves side by side in one PNG"),
+    output: Path = typer.Option(Path("compare.png"), "--output", "-o", help="the PNG of --compare's curves"),
+):
+    """A table of runs: recipe, data, steps and last metrics (from each run's config.json,
+    checkpoint and stats.jsonl); with --compare, how two or more runs differ."""
+    from ebmkit import runs
+
+    try:
+        found = [runs.load(path) for path in runs.find(paths or [Path("runs")])]
+        if compare and len(found) < 2:
+            _fail(f"--compare takes two or more runs; {len(found)} found in {', '.join(map(str, paths or ['runs']))}")
+        if not compare:
+            if not found:
+                _fail(f"no runs in {', '.join(map(str, paths or ['runs']))} (a run is a folder with the config.json "
+                      "that ebmkit train writes)")
+            return _print_runs(found)
+        labels = [str(run.path) for run in found]
+        if len(set(run.path.name for run in found)) == len(found):
+            labels = [run.path.name for run in found]
+        _check_writable(output, False, "--output")
+        table = Table(title="where the recipes differ", title_justify="left")
+        for col in ("option", *labels):
+            table.add_column(escape(col))
+        different = runs.differences(found)
+        for key, values in different:
+            table.add_row(key, *(_value(v) for v in values))
+        if different:
+            out.print(table)
+        else:
+            out.print("the recipes are the same", highlight=False)
+        metrics = runs.compare_figure(found, output, labels)
+        table = Table(title="last values (step)", title_justify="left")
+        for col in ("metric", *labels):
+            table.add_column(escape(col), justify="left" if col == "metric" else "right")
+        for metric in metrics:
+            table.add_row(metric, *(f"{last[1]:.4g} ({last[0]})" if (last := run.last(metric)) else "—"
+                                    for run in found))
+        out.print(table)
+    except (runs.RunsError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    err.print(f"wrote {output}: {len(metrics)} metrics, one panel each", highlight=False, soft_wrap=True)
+
+
+def _print_runs(found) -> None:
+    table = Table()
+    for col in ("run", "recipe", "data", "steps", "loss", "eval", "loggers"):
+        table.add_column(col, justify="right" if col in ("steps", "loss") else "left")
+    for run in found:
+        train = run.recipe.get("train", {})
+        metric = train.get("eval_metric", "sw")
+        loss, evaluated = run.last("loss"), run.last(metric)
+        table.add_row(escape(str(run.path)), escape(run.recipe.get("name", "?")), escape(run.data), f"{run.step or 0}/{train.get('steps', '?')}",
+                      "—" if loss is None else f"{loss[1]:.4g}",
+                      "—" if evaluated is None else f"{metric} {evaluated[1]:.4g} @{evaluated[0]}",
+                      ", ".join(spec["name"] for spec in train.get("loggers", [{"name": "jsonl"}])))
+    out.print(table)
 
 
 def _print_matrix() -> None:

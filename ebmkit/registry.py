@@ -294,9 +294,10 @@ SAMPLERS: Registry = Registry("samplers")
 DIVERGENCES: Registry = Registry("divergences")
 DATASETS: Registry = Registry("datasets")
 RECIPES: Registry = Registry("recipes")
+LOGGERS: Registry = Registry("loggers")  # where a run's reports go (ebmkit.loggers), named in train.loggers
 
 REGISTRIES: dict[str, Registry] = {
-    r.kind: r for r in (SCHEDULES, ENERGIES, NETWORKS, SAMPLERS, DIVERGENCES, DATASETS, RECIPES)
+    r.kind: r for r in (SCHEDULES, ENERGIES, NETWORKS, SAMPLERS, DIVERGENCES, DATASETS, RECIPES, LOGGERS)
 }
 
 

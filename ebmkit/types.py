@@ -40,10 +40,13 @@ class LossOutput:
 class SampleRecord:
     """What `Sampler.sample` returns: the negatives, shaped like the training batch's positives,
     and what the sampler's own objective needs later in the same step (a latent, a proposal, a
-    trajectory), by name. Nothing is parked on a module between two calls: it travels here."""
+    trajectory), by name. Nothing is parked on a module between two calls: it travels here.
+    ``metrics``: detached scalars about the draw to log (how far a chain moved), as a
+    `LossOutput`'s."""
 
     negatives: Tensor
     saved: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from torch import Tensor
 
 import ebmkit.random as rnd
 from ebmkit.compose import Need
-from ebmkit.divergences.base import Divergence
+from ebmkit.divergences.base import Divergence, energy_metrics
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, SampleRecord, TrainingBatch
 
@@ -116,7 +116,7 @@ class AdversarialDivergence(Divergence):
         e = energy(torch.cat([x, negatives.detach()]), torch.cat([t, t]))
         e_pos, e_neg = e[:n], e[n:]
         loss = (e_pos - self.config.lambda_fake * e_neg).mean()
-        metrics = {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}
+        metrics = energy_metrics(e_pos, e_neg)
         if self.config.r1_gamma > 0:
             log_cond = -e_pos + self.log_kernel(x, batch.condition, t)
             (grad,) = torch.autograd.grad(log_cond.sum(), x, create_graph=True)

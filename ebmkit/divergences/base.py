@@ -12,6 +12,13 @@ from ebmkit.compose import Declares
 from ebmkit.types import LossOutput, SampleRecord, TrainingBatch, Update
 
 
+def energy_metrics(e_pos: Tensor, e_neg: Tensor) -> dict[str, Tensor]:
+    """What an energy loss logs of its energies: the mean E of the positives and of the negatives,
+    and their gap E⁻ − E⁺, positive while the energy ranks data as more probable than its negatives."""
+    e_pos, e_neg = e_pos.detach().mean(), e_neg.detach().mean()
+    return {"e_pos": e_pos, "e_neg": e_neg, "e_gap": e_neg - e_pos}
+
+
 class Divergence(Declares):
     """What the energy minimises (`energy_loss`) and, where it provides a 'generator_objective',
     what the sampler's generator minimises (`sampler_loss`); and `plan`, the ordered updates of
@@ -76,4 +83,4 @@ class Divergence(Declares):
         yield from sampler.updates(batch, record, energy, generator=generator)
         if sampler.learnable:
             yield Update("sampler", lambda: self.sampler_loss(batch, record, energy, sampler, generator=generator),
-                         "sampler loss ({divergence} on {sampler})", frozen=(energy,))
+                         "sampler loss ({divergence} on {sampler})", frozen=(energy,), grad_key="sampler_grad_norm")

@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ebmkit.compose import Need
-from ebmkit.divergences.base import Divergence
+from ebmkit.divergences.base import Divergence, energy_metrics
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
 
@@ -45,4 +45,4 @@ class GeneralizedContrastiveDivergence(Divergence):
         e = self.data_energy(energy, torch.cat([batch.positives, negatives.detach()]))
         e_pos, e_neg = e[:n], e[n:]
         loss = e_pos.mean() - e_neg.mean() + self.config.gamma * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-        return LossOutput(loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()})
+        return LossOutput(loss, energy_metrics(e_pos, e_neg))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ebmkit.compose import Need
-from ebmkit.divergences.base import Divergence
+from ebmkit.divergences.base import Divergence, energy_metrics
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
 
@@ -57,7 +57,7 @@ class RecoveryLikelihood(Divergence):
         loss = (w * (e_pos - e_neg)).mean()
         return LossOutput(
             loss,
-            {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()},
+            energy_metrics(e_pos, e_neg),
         )
 
     def data_energy(self, energy, x: Tensor) -> Tensor:

@@ -134,6 +134,9 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description=DEVICES)
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; null keeps torch's default")
     log_every: int = Field(50, ge=1)
+    loggers: list[Any] = Field(default_factory=lambda: [{"name": "jsonl"}], description="where the run's reports "
+                               "go (ebmkit.loggers): jsonl (stats.jsonl), tensorboard, mlflow, wandb or a plugin's, "
+                               "each a name or {name, **options}")
     checkpoint_every: int = Field(500, ge=1)
     eval_every: int = Field(0, ge=0, description="iterations between periodic evaluations; 0 for none")
     eval_samples: int = Field(2000, ge=2, description="samples per periodic evaluation")
@@ -176,6 +179,15 @@ class TrainConfig(BaseModel):
             raise ValueError(f"steps is {self.steps} but the phases add up to {total} "
                              f"({' + '.join(str(p.steps) for p in self.phases)}); change a phase's steps instead")
         return self
+
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, specs: list) -> list[dict]:
+        loggers = [registry("loggers").validate(spec) for spec in specs]
+        names = [spec["name"] for spec in loggers]
+        if len(set(names)) != len(names):
+            raise ValueError("names a logger twice")
+        return loggers
 
     @field_validator("device")
     @classmethod

@@ -23,6 +23,11 @@ class SamplerOptions(Options):
     denoise_scale: float = Field(1.0, gt=0, description="step η = denoise_scale · σ̄_0² (1: Tweedie)")
 
 
+def chain_move(end: Tensor, start: Tensor) -> Tensor:
+    """How far chains moved: the mean over samples of ‖end − start‖ (a `SampleRecord` metric)."""
+    return (end.detach() - start.detach()).flatten(1).norm(dim=1).mean()
+
+
 def _level0_energy(energy: nn.Module, x: Tensor) -> Tensor:
     return energy(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
 

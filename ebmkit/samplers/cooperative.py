@@ -33,7 +33,7 @@ from ebmkit.compose import Need, declaration, fit
 from ebmkit.networks.init import zero_output_layer
 from ebmkit.networks import build_network
 from ebmkit.registry import NETWORKS, SAMPLERS
-from ebmkit.samplers.base import Sampler, SamplerOptions
+from ebmkit.samplers.base import Sampler, SamplerOptions, chain_move
 from ebmkit.types import LossOutput, SampleRecord, TrainingBatch
 
 
@@ -111,7 +111,8 @@ class CooperativeSampler(Sampler):
         proposal = self.propose(batch.condition, batch.level, generator)
         negatives = self.refiner.refine(proposal, batch.condition, batch.level, energy,
                                         self.refiner.config.noise_scale, generator)
-        return SampleRecord(negatives, {"proposal": proposal})
+        # chain_move: how far Langevin moved the initializer's proposals
+        return SampleRecord(negatives, {"proposal": proposal}, metrics={"chain_move": chain_move(negatives, proposal)})
 
     def loss(self, batch: TrainingBatch, record: SampleRecord, energy, generator=None) -> LossOutput:
         """‖sg(y^K) − y⁰‖² on the record's proposal."""

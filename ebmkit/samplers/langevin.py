@@ -22,7 +22,7 @@ from torch import Tensor
 import ebmkit.random as rnd
 from ebmkit.compose import Need
 from ebmkit.registry import SAMPLERS
-from ebmkit.samplers.base import Sampler, SamplerOptions
+from ebmkit.samplers.base import Sampler, SamplerOptions, chain_move
 from ebmkit.types import SampleRecord, TrainingBatch
 from ebmkit.schedules.base import StepCapOptions
 
@@ -93,8 +93,9 @@ class LangevinSampler(Sampler):
 
     def sample(self, batch: TrainingBatch, energy, generator=None) -> SampleRecord:
         # The chain starts at x̃ itself, where the tether is centred (DRL §4 step 1).
-        return SampleRecord(self.refine(batch.condition, batch.condition, batch.level, energy, self.config.noise_scale,
-                                        generator))
+        negatives = self.refine(batch.condition, batch.condition, batch.level, energy, self.config.noise_scale,
+                                generator)
+        return SampleRecord(negatives, metrics={"chain_move": chain_move(negatives, batch.condition)})
 
     @torch.no_grad()
     def generate(self, n: int, energy, generator=None, propose=None) -> Tensor:

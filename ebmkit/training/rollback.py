@@ -38,6 +38,7 @@ def handle(trainer, problem) -> None:
     if trainer.dist.is_main:
         with open(trainer.run_dir / "rollbacks.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+    trainer.reports.rollback({**record, "rollback": rollbacks})  # the loggers drop the abandoned steps
     trainer.console.print(f"[yellow]rollback {rollbacks}/{tc.max_rollbacks}:[/] {problem.message}; back to step "
                           f"{trainer.step} with seed {seed}", soft_wrap=True, highlight=False)
     trainer._save()  # the new seed and the count, so that a resume repeats this run

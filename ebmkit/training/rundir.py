@@ -20,10 +20,11 @@ from pathlib import Path
 LOCK = ".lock"
 # What a run writes at its top level and `--overwrite` deletes (config.json is rewritten instead,
 # so the folder stays a run; eval.json: `ebmkit eval`'s scores of the weights being replaced;
-# cell.json: `ebmkit bench toy`'s record of them).
+# cell.json: `ebmkit bench toy`'s record of them; loggers.json, tensorboard/ and wandb/: the loggers',
+# `ebmkit.training.reports`).
 RUN_FILES = ("stats.jsonl", "rollbacks.jsonl", "model.safetensors", "best.safetensors",
-             "density.png", "samples.png", "eval.json", "cell.json")
-RUN_FOLDERS = ("checkpoint", "checkpoint.old", "checkpoint.tmp")
+             "density.png", "samples.png", "eval.json", "cell.json", "loggers.json")
+RUN_FOLDERS = ("checkpoint", "checkpoint.old", "checkpoint.tmp", "tensorboard", "wandb")
 GRIDS = re.compile(r"step_\d{6}\.png")  # samples/ of an image run: one grid per evaluation
 
 

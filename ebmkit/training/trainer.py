@@ -33,6 +33,8 @@ from torch.optim.swa_utils import AveragedModel
 from ebmkit.data import DATASETS
 from ebmkit.data.summary import summarize
 from ebmkit.data.transform import Standardize
+from ebmkit.loggers.base import missing_package
+from ebmkit.loggers.jsonl import read_rows
 from ebmkit.model import EnergyModel
 from ebmkit.random import ShardedGenerator
 from ebmkit.training import rundir
@@ -52,6 +54,7 @@ from ebmkit.training.checkpoint import (
 from ebmkit.registry import DIVERGENCES
 from ebmkit.training import rollback
 from ebmkit.training.phases import Phase, phase_at, phases, pretraining_plan
+from ebmkit.training.reports import Reports
 from ebmkit.training.distributed import Distributed, global_batch_problem
 from ebmkit.training.errors import DivergenceError, TrainingError
 from ebmkit.training.groups import ParameterGroup, parameter_groups
@@ -144,9 +147,12 @@ class Trainer:
         self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
         self.progress_enabled = progress and self.dist.is_main
         self.recipe = recipe
+        if problem := missing_package(recipe.train.loggers):  # a logger's package: before any work
+            raise TrainingError(problem)
         self.resume = resume
         self.overwrite = overwrite and not resume
         self.lock: rundir.Lock | None = None
+        self.reports: Reports | None = None  # the loggers (`ebmkit.training.reports`), made in setup
         self._created: list[Path] = []  # folders this run made (removed again if it fails before writing)
         if resume:
             if run_dir is None:
@@ -218,6 +224,7 @@ class Trainer:
         except ValueError as exc:
             raise TrainingError(str(exc)) from None
         self.history: list[dict] = []
+        self.reports = Reports(self.recipe, self.run_dir, enabled=self.dist.is_main)  # the loggers, opened in _fit
         self.rollbacks = 0
         self.saved_step: int | None = None  # the step of the checkpoint on disk
         self.watch = Watch(tc, self.device)
@@ -342,6 +349,7 @@ class Trainer:
         }
         save_checkpoint(self.run_dir / "checkpoint", files, state)
         self.saved_step = self.step  # once it is whole on disk (Ctrl-C may land inside the save)
+        self.reports.saved(self.step)
 
     def _load(self):
         files, state = load_checkpoint(self.run_dir / "checkpoint")
@@ -370,11 +378,10 @@ class Trainer:
         self.step = self.saved_step = state["step"]
         self.best = state["best"]
         self.rollbacks = state.get("rollbacks", 0)
+        self._since = (self.step, time.perf_counter())  # samples_per_s counts from here
         stats = self.run_dir / "stats.jsonl"
-        if stats.is_file() and self.dist.is_main:  # drop log lines written after the checkpoint we resume from
-            lines = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
-            self.history = [h for h in lines if h["step"] <= self.step]
-            stats.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+        if stats.is_file() and self.dist.is_main:  # the rows up to the checkpoint (the loggers drop the later ones)
+            self.history = [h for h in read_rows(stats) if h["step"] <= self.step]
 
     def _write_config(self):
         """config.json: the model's config, and where the data came from (local: never pushed)."""
@@ -397,6 +404,8 @@ class Trainer:
                 self.watch.negatives(f"sampler '{self.recipe.sampler['name']}'", record.negatives, batch.positives,
                                      self.step + 1)
         metrics = self._execute(divergence.plan(batch, record, m.energy, m.sampler, generator=self.draw))
+        if record is not None:  # the sampler's own statistics (chain moves)
+            metrics = {**record.metrics, **metrics}
         self.dist.broadcast_buffers(m)
         self.ema.update_parameters(m)
         self.step += 1
@@ -485,6 +494,8 @@ class Trainer:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 self._interrupted()
+            if self.reports is not None:
+                self.reports.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             self.dist.close(finished=False)
             if self.lock is not None:
                 self.lock.release()
@@ -520,41 +531,43 @@ class Trainer:
             self.console.print(f"[bold]resuming[/] {self.run_dir} at step {self.step}", soft_wrap=True)
         self.console.print(self.data_line, soft_wrap=True, highlight=False)  # every check has passed
         self._write_config()
+        self.reports.start(self.step, resumed=self.resume, history=self.history)
         if not self.resume:
             if self.recipe.train.pretrain_steps:
                 self._pretrain()
             else:
                 self._save()  # step 0: the last good checkpoint a divergence falls back to
         tc = self.recipe.train
-        stats = open(self.run_dir / "stats.jsonl", "a") if self.dist.is_main else None
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
         t0 = self._t0 = time.perf_counter()
-        try:
-            with Progress(*columns, console=self.console, disable=not self.progress_enabled) as bar:
-                task = bar.add_task(self.recipe.name, total=tc.steps, completed=self.step, info="")
-                while self.step < tc.steps:
-                    metrics = self.train_step()
-                    evaluating = bool(tc.eval_every) and self.step % tc.eval_every == 0
-                    logging = evaluating or self.step % tc.log_every == 0 or self.step == tc.steps
-                    saving = self.step % tc.checkpoint_every == 0 or self.step == tc.steps
-                    if (logging or saving) and self._diverged():
-                        continue  # rolled back to the last good checkpoint
-                    info = self._log(metrics, evaluating, stats) if logging else None
-                    if saving:
-                        self._save()
-                    bar.update(task, completed=self.step, **({"info": info} if info else {}))
-        finally:
-            if stats is not None:
-                stats.close()
+        self._since = (self.step, t0)
+        with Progress(*columns, console=self.console, disable=not self.progress_enabled) as bar:
+            task = bar.add_task(self.recipe.name, total=tc.steps, completed=self.step, info="")
+            while self.step < tc.steps:
+                metrics = self.train_step()
+                evaluating = bool(tc.eval_every) and self.step % tc.eval_every == 0
+                logging = evaluating or self.step % tc.log_every == 0 or self.step == tc.steps
+                saving = self.step % tc.checkpoint_every == 0 or self.step == tc.steps
+                if (logging or saving) and self._diverged():
+                    continue  # rolled back to the last good checkpoint
+                info = self._log(metrics, evaluating) if logging else None
+                if saving:
+                    self._save()
+                bar.update(task, completed=self.step, **({"info": info} if info else {}))
         return self._finish(time.perf_counter() - t0)
 
-    def _log(self, metrics: dict, evaluating: bool, stats) -> str:
-        """One stats.jsonl row (metrics averaged over ranks), with the periodic evaluation."""
+    def _log(self, metrics: dict, evaluating: bool) -> str:
+        """One row for the loggers (metrics averaged over ranks: each update's loss and metrics, the
+        sampler's statistics, the learning rates, wall time and training samples per second since
+        the last row), with the periodic evaluation."""
         tc = self.recipe.train
         metrics = self.dist.mean(metrics)
-        row = {"step": self.step, **{k: float(v) for k, v in metrics.items()},
-               "lr": self._lr(self.step - 1, next(iter(self.groups.values()))), "time": time.perf_counter() - self._t0}
+        (since_step, since), now = self._since, time.perf_counter()
+        lrs = {("lr" if i == 0 else f"{name}_lr"): self._lr(self.step - 1, group)  # the energy's is "lr"
+               for i, (name, group) in enumerate(self.groups.items())}
+        row = {"step": self.step, **{k: float(v) for k, v in metrics.items()}, **lrs, "time": now - self._t0,
+               "samples_per_s": tc.batch_size * (self.step - since_step) / (now - since)}
         metric = tc.eval_metric
         if evaluating and self.dist.is_main:
             row[metric] = self.evaluate(tc.eval_samples)
@@ -563,9 +576,10 @@ class Trainer:
                 save_tensors(self.ema.module.state_dict(), self.run_dir / "best.safetensors",
                              self.ema.module.weights_metadata())
         self.history.append(row)
-        if stats is not None:
-            stats.write(json.dumps(row) + "\n")
-            stats.flush()
+        self.reports.log(row)
+        if evaluating and (grid := self.validation.grid(self.step)) is not None:
+            self.reports.picture("samples", grid, self.step)
+        self._since = (self.step, time.perf_counter())  # the evaluation and the loggers' time is not training's
         return f"loss {row['loss']:+.3g}" + (f"  {metric} {row[metric]:.3f}" if metric in row else "")
 
     def _diverged(self) -> bool:
@@ -611,6 +625,9 @@ class Trainer:
         elif self.dataset.is_image:
             picture = "samples.png"
             save_image_grid(samples, self.run_dir / picture)
+        if picture:
+            self.reports.picture(picture.removesuffix(".png"), self.run_dir / picture, self.step)
+        self.reports.close("finished")
         self.console.print(
             f"[green]done[/] {self.step} steps in {seconds:.0f} s → {self.run_dir} "
             f"(model.safetensors{', ' + picture if picture else ''})",

@@ -37,10 +37,14 @@ class Validation:
         seed = self.recipe.eval.seed + VALIDATION_SEED_OFFSET
         return model.generate(n, generator=torch.Generator(self.device).manual_seed(seed)).cpu()
 
+    def grid(self, step: int) -> Path | None:
+        """Where `score` saves the grid of samples of ``step`` (images only)."""
+        return self.run_dir / "samples" / f"step_{step:06d}.png" if self.dataset.is_image else None
+
     def score(self, samples: torch.Tensor, step: int) -> float:
-        if self.dataset.is_image:
-            (self.run_dir / "samples").mkdir(exist_ok=True)
-            save_image_grid(samples[:64], self.run_dir / "samples" / f"step_{step:06d}.png")
+        if (grid := self.grid(step)) is not None:
+            grid.parent.mkdir(exist_ok=True)
+            save_image_grid(samples[:64], grid)
         if self.metric == "fd_fmnist":
             if self.fd_fmnist is None:
                 from ebmkit.metrics.fmnist import FDFMNIST
