@@ -82,13 +82,16 @@ def reference(data: str, eval_config) -> dict:
 
 
 def finished_cell(out: Path, recipe) -> dict | None:
-    """The row of a cell already trained and scored with exactly this recipe, else None."""
+    """The row of a cell already trained and scored with exactly this recipe, else None. The
+    recorded recipe is read by this ebmkit first, so that a cell recorded before an option was
+    added (its default keeping the old behaviour) still counts."""
     path = out / CELL
     try:
         record = json.loads(path.read_text())
-        return record["row"] if record["recipe"] == recipe.model_dump(mode="json") else None
+        then = type(recipe).create(**record["recipe"]).model_dump(mode="json")
+        return record["row"] if then == recipe.model_dump(mode="json") else None
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # missing, or torn by an interruption: the cell is trained again
+        return None  # missing, torn by an interruption, or no longer a valid recipe: the cell is trained again
 
 
 def train_and_score(name: str, data: str, seed: int, changes: dict, out: str, fresh: bool = False) -> dict:

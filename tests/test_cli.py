@@ -266,6 +266,15 @@ def test_bench_toy_reuses_finished_cells_of_the_same_recipe(tmp_path):
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, changes))["seed"] == 1
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, {**changes, "train.lr": 5e-4})) is None
     assert finished_cell(seed1, recipe_for("drl", "8gaussians", 0, changes)) is None
+    # recorded by an ebmkit before train.phases and train.loggers existed: the same recipe today
+    record = json.loads((seed1 / "cell.json").read_text())
+    for key in ("phases", "loggers"):
+        del record["recipe"]["train"][key]
+    (seed1 / "cell.json").write_text(json.dumps(record))
+    assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, changes))["seed"] == 1
+    record["recipe"]["train"]["momentum"] = 0.9  # an option this ebmkit does not know: trained again
+    (seed1 / "cell.json").write_text(json.dumps(record))
+    assert finished_cell(seed1, recipe_for("drl", "8gaussians", 1, changes)) is None
 
 
 def test_bench_toy_table_writes_a_blown_up_cell_in_exponent_form():
