@@ -196,7 +196,7 @@ def test_generation_is_a_chain_from_the_source():
     g = _g(9)
     expected = sampler.chain(-1 + 2 * torch.rand((5, 2), generator=g), energy, g, n_steps=7)
     torch.testing.assert_close(x, expected)
-    assert "buffer" not in sampler.declared_state
+    assert sampler.declared_state["buffer"].numel() == 0
 
 
 # -- assembly -------------------------------------------------------------------------------------
@@ -230,10 +230,42 @@ def test_the_buffer_is_declared_state_not_weights(tmp_path):
     assert all("buffer" not in key for key in trainer.ema.state_dict())
     assert all("buffer" not in key for key in read_tensors(tmp_path / "run" / "model.safetensors")[0])
     assert "buffer" not in dict(trainer.model.sampler.named_buffers())
-    assert trainer.ema.module.sampler.declared_state == {}  # the EMA copy never holds the chains
+    assert trainer.ema.module.sampler.declared_state["buffer"].numel() == 0  # the EMA copy never holds the chains
     model = EnergyModel.from_run(tmp_path / "run")  # and a saved model generates without them
-    assert model.generate(4, generator=_g(0)).shape == (4, 2) and model.sampler.declared_state == {}
+    assert model.generate(4, generator=_g(0)).shape == (4, 2)
+    assert model.sampler.declared_state["buffer"].numel() == 0
 
+
+def test_a_rollback_to_the_checkpoint_before_the_first_step_refills_the_buffer(tmp_path, monkeypatch):
+    """The step-0 checkpoint holds the buffer empty (it is declared from the start), so going back
+    to it discards the diverged run's chains and draws new ones from the rollback's seed."""
+    from ebmkit.divergences.cd import ContrastiveDivergence
+    from ebmkit.samplers.replay import ReplaySampler
+
+    original_loss, calls = ContrastiveDivergence.energy_loss, [0]
+
+    def poisoned(self, batch, negatives, energy):
+        out = original_loss(self, batch, negatives, energy)
+        calls[0] += 1
+        if calls[0] == 2:
+            out.loss = out.loss * float("nan")
+        return out
+
+    original_start, fills = ReplaySampler.start, []
+
+    def start(self, n, generator=None, device=None):
+        x = original_start(self, n, generator, device)
+        if n == self.config.buffer_size:
+            fills.append(x.clone())
+        return x
+
+    monkeypatch.setattr(ContrastiveDivergence, "energy_loss", poisoned)
+    monkeypatch.setattr(ReplaySampler, "start", start)
+    recipe = _tiny(6, **{"train.checkpoint_every": 4, "train.on_divergence": "rollback"})
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    trainer.fit()
+    assert trainer.rollbacks == 1 and len(fills) == 2 and not torch.equal(fills[0], fills[1])
+    assert torch.isfinite(trainer.model.sampler.declared_state["buffer"]).all()
 
 def _cli(*args):
     env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

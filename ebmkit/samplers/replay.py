@@ -13,9 +13,9 @@ into the negatives; then the negatives go back into the buffer. The effective te
 codes run far colder (JEM τ = 5e-5).
 
 The buffer is declared state (`Sampler.declare_state`): checkpointed and resumed bitwise, one per
-data-parallel rank, never averaged into the EMA model or exported. It is filled with p₀ noise at
-the first step, as JEM does. A model rebuilt from its weights has no buffer, so generation always
-runs a chain from p₀.
+data-parallel rank, never averaged into the EMA model or exported. It is declared empty and filled
+with p₀ noise at the first step, as JEM does. A model rebuilt from its weights has no buffer, so
+generation always runs a chain from p₀.
 """
 
 from __future__ import annotations
@@ -84,6 +84,14 @@ class ReplaySampler(Sampler):
     def provides(cls, options) -> frozenset[str]:
         return frozenset({"fresh_samples"})  # level-0 negatives, independent of the training batch
 
+    def __init__(self, options, *, schedule, shape, energy=None, data_energy=None):
+        super().__init__(options, schedule=schedule, shape=shape, energy=energy, data_energy=data_energy)
+        # declared from the start, empty until the first step fills it: a checkpoint written before
+        # that step (step 0) then holds the empty buffer, and a rollback to it empties the buffer again
+        self.declare_state("buffer", torch.empty((0, *self.shape)))
+        if options.write_back == "fifo":
+            self.declare_state("position", torch.zeros((), dtype=torch.long))
+
     # -- the chain -----------------------------------------------------------------------------
     def chain(self, x: Tensor, energy, generator=None, n_steps: int | None = None) -> Tensor:
         """K steps of specs/pcd.md §4 from x; no graph is kept. One N(0, I) draw per step whatever
@@ -108,7 +116,7 @@ class ReplaySampler(Sampler):
     # -- training: starts from the buffer, negatives back into it -------------------------------
     def buffer(self, generator=None, device=None) -> Tensor:
         """The replay buffer, filled with p₀ noise on first use (JEM train_wrn_ebm.py:117)."""
-        if "buffer" not in self.declared_state:
+        if self.declared_state["buffer"].shape[0] == 0:
             self.declare_state("buffer", self.start(self.config.buffer_size, generator, device))
             if self.config.write_back == "fifo":
                 self.declare_state("position", torch.zeros((), dtype=torch.long, device=device))
