@@ -45,7 +45,12 @@ def write_rows(buffer: Tensor, slots: Tensor, values: Tensor) -> None:
 
 @SAMPLERS.register("replay")
 class ReplaySampler(Sampler):
-    """Persistent CD: K SGLD steps from a replay buffer of past negatives, ρ of them restarted from noise (IGEBM, JEM)."""
+    """Persistent CD: K SGLD steps from a replay buffer of past negatives, ρ of them restarted from noise (IGEBM, JEM).
+
+    The options' defaults are JEM's chain. IGEBM's values are quoted in its own pixels x ∈ [0, 1];
+    ebmkit's are x' = 2x − 1, where its λ is 4×, σ_n 2× and the gradient clip ½× as large and its
+    clamp [0, 1] is [−1, 1] (`pcd_cifar10`).
+    """
 
     needs_schedule = False  # one energy, at level 0
 
