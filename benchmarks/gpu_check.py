@@ -102,7 +102,7 @@ SEEDS = "0-15"
 N_SEEDS = 16
 QUIET = Console(stderr=True, quiet=True)  # the trainer's own lines; this script prints one per check
 CELEBA_ALIGNED = (178, 218)  # width × height of CelebA's aligned faces, the pictures a face box is cut from
-CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps"}
+CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps", "replay": "sampler.n_steps"}
 MODES = ["fp32", "bf16", "fp32+compile", "bf16+compile", "torchrun", "resume", "sample"]
 FILE_ORDER = {"model": 0, "ema": 1, "optimizer": 2}  # a checkpoint's files, the raw weights first
 CUDA_ONLY = "CUDA only: not run on the CPU"
@@ -211,7 +211,8 @@ def sized(preset: Recipe, data: dict, device: str, size: Size, tiny: bool) -> Re
 
 def differentiates_twice(recipe: Recipe) -> bool:
     """Whether the divergence backpropagates through a gradient of the energy (the trainer then refuses compile)."""
-    return DIVERGENCES.build(recipe.divergence, schedule=SCHEDULES.build(recipe.schedule)).differentiates_twice
+    schedule = None if recipe.schedule is None else SCHEDULES.build(recipe.schedule)  # a single-level recipe has none
+    return DIVERGENCES.build(recipe.divergence, schedule=schedule).differentiates_twice
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -21,13 +21,14 @@ CHOICES = {
     "sampler": ["langevin", {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"},
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
                 "adversarial", {"name": "adversarial", "denoise": True},
-                "dp_policy", {"name": "dp_policy", "value": "time_independent"}],
+                "dp_policy", {"name": "dp_policy", "value": "time_independent"}, "replay"],
     "divergence": ["recovery_likelihood", "jeffrey", "kl", "reverse_kl", "gcd",
-                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}],
+                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "cd"],
 }
 SMALL = {  # partners shrunk so that each assembly trains in about a second
     "langevin": {"n_steps": 2}, "cooperative": {"initializer": {"name": "mlp", "width": 16, "depth": 1}},
     "dp_policy": {"network": {"name": "mlp", "width": 16, "depth": 1}},
+    "replay": {"n_steps": 2, "buffer_size": 64},
 }
 ASSEMBLIES = list(compose.assemblies(CHOICES))
 ALLOWED = [a for a, unmet in ASSEMBLIES if not unmet]
@@ -73,9 +74,20 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
                   ("vp", "scalar", "adversarial", "jeffrey"), ("ddpm_cosine", "scalar", "dp_policy", "gcd")]:
         assert paper in allowed
     for mixed in [("drl", "scalar", "adversarial", "recovery_likelihood"), ("vp", "scalar", "langevin", "gcd"),
-                  ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl")]:
+                  ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl"),
+                  ("drl", "scalar", "langevin", "cd"), ("drl", "drl", "replay", "recovery_likelihood"),
+                  ("vp", "scalar", "replay", "jeffrey")]:
         assert mixed not in allowed
-    assert (len(ALLOWED), len(FORBIDDEN)) == (131, 733)
+    # PCD's level-0 parts also work beside a schedule: `replay` feeds `gcd`, `dp_policy` feeds `cd`
+    assert ("vp", "scalar", "replay", "gcd") in allowed and ("ddpm_cosine", "scalar", "dp_policy", "cd") in allowed
+    assert (len(ALLOWED), len(FORBIDDEN)) == (188, 946)
+
+
+def test_without_a_schedule_only_the_schedule_free_components_assemble():
+    """PCD's assembly (`schedule: null`) is the one whose every part works without levels."""
+    choices = {**CHOICES, "schedule": [None]}
+    allowed = {tuple(_name(a[s]) for s in compose.SLOTS[1:]) for a, unmet in compose.assemblies(choices) if not unmet}
+    assert allowed == {("scalar", "replay", "cd")}
 
 
 @pytest.mark.parametrize("assembly", [a for a, _ in FORBIDDEN], ids=[_id(a) for a, _ in FORBIDDEN])
@@ -160,8 +172,11 @@ def test_list_compatible_prints_the_matrix():
     assert ("cooperative", "recovery_likelihood", "cosine_logsnr, drl, vp", "—", "—") in rows
     assert ("adversarial", "jeffrey", "cosine_logsnr, drl, vp", "all", "all") in rows
     assert ("dp_policy", "gcd", "—", "all", "all") in rows
-    assert len(rows) == 6
-    assert "6 of 20 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
+    assert ("replay", "cd", "cosine_logsnr, drl, vp", "all", "all") in rows
+    assert ("replay", "gcd", "cosine_logsnr, drl, vp", "all", "all") in rows
+    assert ("dp_policy", "cd", "—", "all", "all") in rows
+    assert len(rows) == 9
+    assert "9 of 30 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
 
 
 def test_show_prints_a_components_declarations():

@@ -47,3 +47,18 @@ class TestRecoveryLikelihood(DivergenceContract):
 class TestJeffrey(DivergenceContract):
     base_recipe = "ddaebm"
     spec = {"name": "jeffrey"}
+
+
+class TestReplaySampler(SamplerContract):
+    base_recipe = "pcd"
+    spec = {"name": "replay", "n_steps": 3, "buffer_size": 64, "source": {"name": "uniform", "low": -4.0, "high": 4.0}}
+
+
+class TestContrastiveDivergence(DivergenceContract):
+    base_recipe = "pcd"
+    spec = {"name": "cd", "alpha": 0.1}
+
+
+class TestScalarEnergyWithoutASchedule(EnergyContract):
+    base_recipe = "pcd"
+    spec = {"name": "scalar"}
