@@ -3,10 +3,11 @@
 from ebmkit.divergences.adversarial import (AdversarialDivergence, ForwardKL, Jeffrey, MassCoveringKL, ModeSeekingKL,
                                             ReverseKL)
 from ebmkit.divergences.base import Divergence, LossOutput
+from ebmkit.divergences.dsm import DenoisingScoreMatching
 from ebmkit.divergences.gcd import GeneralizedContrastiveDivergence
 from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
 from ebmkit.registry import DIVERGENCES
 
 __all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood", "Jeffrey", "ModeSeekingKL", "MassCoveringKL",
            "ForwardKL", "ReverseKL",
-           "AdversarialDivergence", "GeneralizedContrastiveDivergence"]
+           "AdversarialDivergence", "GeneralizedContrastiveDivergence", "DenoisingScoreMatching"]

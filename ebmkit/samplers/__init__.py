@@ -7,6 +7,7 @@ from ebmkit.samplers.cooperative import CooperativeSampler
 from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.samplers.dp_policy import DiffusionPolicySampler
 from ebmkit.samplers.langevin import LangevinSampler
+from ebmkit.samplers.reverse_diffusion import ReverseDiffusionSampler
 
 __all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler",
-           "DiffusionPolicySampler", "energy_denoise"]
+           "DiffusionPolicySampler", "ReverseDiffusionSampler", "energy_denoise"]
