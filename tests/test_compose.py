@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from ebmkit import Recipe, RecipeError, compose
-from ebmkit.compose import CAPABILITIES
 from ebmkit.energies.base import Energy
 from ebmkit.registry import BUILTIN, ComponentError, parse_spec, registry
 from ebmkit.training import Trainer
@@ -21,9 +20,10 @@ CHOICES = {
     "sampler": ["langevin", {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"},
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
                 "adversarial", {"name": "adversarial", "denoise": True},
-                "dp_policy", {"name": "dp_policy", "value": "time_independent"}],
+                "dp_policy", {"name": "dp_policy", "value": "time_independent"},
+                "reverse_diffusion", {"name": "reverse_diffusion", "denoise": True}],
     "divergence": ["recovery_likelihood", "jeffrey", "kl", "reverse_kl", "gcd",
-                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}],
+                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "dsm"],
 }
 SMALL = {  # partners shrunk so that each assembly trains in about a second
     "langevin": {"n_steps": 2}, "cooperative": {"initializer": {"name": "mlp", "width": 16, "depth": 1}},
@@ -70,12 +70,17 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
     """A fixed, hand-written expectation (not read back from the declarations)."""
     allowed = {tuple(_name(a[s]) for s in compose.SLOTS) for a in ALLOWED}
     for paper in [("drl", "drl", "langevin", "recovery_likelihood"), ("drl", "drl", "cooperative", "recovery_likelihood"),
-                  ("vp", "scalar", "adversarial", "jeffrey"), ("ddpm_cosine", "scalar", "dp_policy", "gcd")]:
+                  ("vp", "scalar", "adversarial", "jeffrey"), ("ddpm_cosine", "scalar", "dp_policy", "gcd"),
+                  ("ddpm_cosine", "scalar", "reverse_diffusion", "dsm")]:
         assert paper in allowed
     for mixed in [("drl", "scalar", "adversarial", "recovery_likelihood"), ("vp", "scalar", "langevin", "gcd"),
-                  ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl")]:
+                  ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl"),
+                  ("drl", "drl", "langevin", "dsm"), ("drl", "scalar", "reverse_diffusion", "recovery_likelihood"),
+                  ("drl", "drl", "reverse_diffusion", "dsm")]:
         assert mixed not in allowed
-    assert (len(ALLOWED), len(FORBIDDEN)) == (131, 733)
+    # dsm assembles only with reverse_diffusion and an energy with a level-T energy (scalar, residual_norm):
+    # 2 × 6 schedules, and 2 × 3 with the final Tweedie step (level-0 noise: drl, vp, cosine_logsnr)
+    assert (len(ALLOWED), len(FORBIDDEN)) == (131 + 18, 1260 - 131 - 18)
 
 
 @pytest.mark.parametrize("assembly", [a for a, _ in FORBIDDEN], ids=[_id(a) for a, _ in FORBIDDEN])
@@ -90,7 +95,7 @@ def test_a_forbidden_assembly_is_refused_naming_both_components(assembly):
         slot, name = needer.split(" ", 1)
         assert name == f"'{_name(assembly[slot])}'"
         capability = rest.split("'")[1]
-        assert capability in CAPABILITIES
+        assert capability in compose.known_capabilities()  # 'marginal_generation' comes with reverse_diffusion
         other = rest.split("; ")[1].split(" does not")[0]
         other_slot, other_name = other.split(" ", 1)
         assert other_name == f"'{_name(assembly[other_slot])}'", problem
@@ -160,8 +165,9 @@ def test_list_compatible_prints_the_matrix():
     assert ("cooperative", "recovery_likelihood", "cosine_logsnr, drl, vp", "—", "—") in rows
     assert ("adversarial", "jeffrey", "cosine_logsnr, drl, vp", "all", "all") in rows
     assert ("dp_policy", "gcd", "—", "all", "all") in rows
-    assert len(rows) == 6
-    assert "6 of 20 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
+    assert ("reverse_diffusion", "dsm", "—", "all", "all") in rows
+    assert len(rows) == 7
+    assert "7 of 30 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
 
 
 def test_show_prints_a_components_declarations():
