@@ -149,6 +149,23 @@ def test_data_energy_is_the_lowest_trained_level():
     torch.testing.assert_close(dsm(vp).data_energy(energy, x), energy(x, torch.zeros(5, dtype=torch.long)))
 
 
+@pytest.mark.parametrize("scale,power", [("none", 0), ("inv_sigma", 1), ("inv_sigma_sq", 2)])
+def test_residual_norm_level_scale(scale, power):
+    """residual_norm's ``scale``: E = ½‖x − U(x, t)‖² / σ̄_t^p; a noise-free level 0 takes level 1's σ̄."""
+    from ebmkit.registry import ENERGIES, NETWORKS
+
+    s = cosine()
+    net = NETWORKS.build({"name": "mlp", "width": 8, "depth": 1}, dim=3, num_levels=20, out_dim=3)
+    energy = ENERGIES.build({"name": "residual_norm", "scale": scale}, network=net, schedule=s)
+    with torch.no_grad():
+        net.head[-1].bias.copy_(torch.tensor([1.0, 0.0, -1.0]))  # U = (1, 0, −1) (the weights start at zero)
+    x, t = torch.randn(21, 3), torch.arange(21)
+    sigma = s.sigmas_cumprod.clone()
+    sigma[0] = sigma[1]
+    expected = 0.5 * (x - torch.tensor([1.0, 0.0, -1.0])).pow(2).sum(1) / sigma.pow(power).float()
+    torch.testing.assert_close(energy(x, t), expected)
+
+
 # -- generation ----------------------------------------------------------------------------------
 def sampler(schedule, **options):
     return SAMPLERS.build({"name": "reverse_diffusion", **options}, schedule=schedule, shape=(2,))
