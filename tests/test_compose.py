@@ -12,10 +12,11 @@ from ebmkit.training import Trainer
 
 # Every built-in component, at its defaults, plus the option values that change a declaration
 # (a Langevin step of the sampler's own, a time-independent value, importance weights, the
-# final Tweedie step, a schedule without level-0 noise); the DDPM schedules get 8 levels instead of 1000 to stay quick.
+# final Tweedie step, a schedule without level-0 noise); the DDPM and VE schedules get 8 levels instead of 1000 or 232 to stay quick.
 CHOICES = {
     "schedule": ["drl", "vp", {"name": "vp", "eps": 0.0}, "cosine_logsnr",
-                 {"name": "ddpm_linear", "num_levels": 8}, {"name": "ddpm_cosine", "num_levels": 8}],
+                 {"name": "ddpm_linear", "num_levels": 8}, {"name": "ddpm_cosine", "num_levels": 8},
+                 {"name": "ve_geometric", "num_levels": 8}],
     "energy": ["scalar", "drl", "residual_norm"],
     "sampler": ["langevin", {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"},
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
@@ -79,8 +80,9 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
                   ("drl", "drl", "reverse_diffusion", "dsm")]:
         assert mixed not in allowed
     # dsm assembles only with reverse_diffusion and an energy with a level-T energy (scalar, residual_norm):
-    # 2 × 6 schedules, and 2 × 3 with the final Tweedie step (level-0 noise: drl, vp, cosine_logsnr)
-    assert (len(ALLOWED), len(FORBIDDEN)) == (131 + 18, 1260 - 131 - 18)
+    # 2 × 7 schedules, and 2 × 3 with the final Tweedie step (level-0 noise: drl, vp, cosine_logsnr);
+    # ve_geometric (noise-free level 0, no diffusion times) assembles where ddpm_linear does: 10 before dsm
+    assert (len(ALLOWED), len(FORBIDDEN)) == (131 + 10 + 20, 7 * 3 * 10 * 7 - 161)
 
 
 @pytest.mark.parametrize("assembly", [a for a, _ in FORBIDDEN], ids=[_id(a) for a, _ in FORBIDDEN])

@@ -72,3 +72,8 @@ class TestDSM(DivergenceContract):
         assert batch.positives.shape == data.shape and batch.condition.shape == data.shape
         assert batch.level.dtype == torch.long and batch.level.shape == (16,)
         assert 1 <= int(batch.level.min()) and int(batch.level.max()) <= model.schedule.num_levels
+
+
+class TestVEGeometricSchedule(ScheduleContract):
+    base_recipe = "dsm"
+    spec = {"name": "ve_geometric", "num_levels": 20}

@@ -166,6 +166,19 @@ def test_residual_norm_level_scale(scale, power):
     torch.testing.assert_close(energy(x, t), expected)
 
 
+def test_ve_geometric_is_ncsnv2s_sigma_table():
+    """NCSNv2's CIFAR-10 σ's (exp(linspace(log 50, log 0.01, 232))), as ᾱ_t = 1/(1 + σ²), σ_min at level 1."""
+    s = SCHEDULES.build("ve_geometric")
+    sigma = torch.exp(torch.linspace(math.log(50), math.log(0.01), 232, dtype=torch.float64))
+    ve = s.sigmas_cumprod / s.sqrt_alphas_cumprod  # σ = σ̄/√ᾱ
+    assert s.num_levels == 232 and s.alphas_cumprod[0] == 1
+    torch.testing.assert_close(ve[1:], sigma.flip(0))
+    assert float(ve[2] / ve[1]) == pytest.approx(1.0376, abs=1e-4)  # the ratio γ of specs/dsm.md §4
+    assert float(s.alphas_cumprod[-1]) == pytest.approx(4.0e-4, rel=0.01)
+    with pytest.raises(Exception, match="level T must be close to N"):
+        SCHEDULES.build({"name": "ve_geometric", "sigma_max": 1.0})  # NCSNv1's σ_max on data in [0, 1]
+
+
 # -- generation ----------------------------------------------------------------------------------
 def sampler(schedule, **options):
     return SAMPLERS.build({"name": "reverse_diffusion", **options}, schedule=schedule, shape=(2,))
