@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import ebmkit.random as rnd
 from ebmkit.compose import Need
@@ -67,7 +68,8 @@ class DenoisingScoreMatching(Divergence):
         scale = self.schedule.gather(self.schedule.sqrt_alphas_cumprod, t, x0)
         x = batch.positives.detach()
         eps = (x - scale * x0) / sigma  # −σ̄_t ∇ log q(x_t | x), as NCSN's target −(x̃ − x)/σ²
-        with torch.enable_grad():
+        # attention's fused kernels (flash, memory-efficient) have no double backward: the math one does
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
             x = x.requires_grad_(True)
             e = energy(x, t)
             (grad,) = torch.autograd.grad(e.sum(), x, create_graph=True)  # ∇ₓE = −s_θ
