@@ -6,24 +6,25 @@ import pytest
 import torch
 
 from ebmkit import Recipe, RecipeError, compose
-from ebmkit.compose import CAPABILITIES
 from ebmkit.energies.base import Energy
 from ebmkit.registry import BUILTIN, ComponentError, parse_spec, registry
 from ebmkit.training import Trainer
 
 # Every built-in component, at its defaults, plus the option values that change a declaration
 # (a Langevin step of the sampler's own, a time-independent value, importance weights, the
-# final Tweedie step, a schedule without level-0 noise); the DDPM schedules get 8 levels instead of 1000 to stay quick.
+# final Tweedie step, a schedule without level-0 noise); the DDPM and VE schedules get 8 levels instead of 1000 or 232 to stay quick.
 CHOICES = {
     "schedule": ["drl", "vp", {"name": "vp", "eps": 0.0}, "cosine_logsnr",
-                 {"name": "ddpm_linear", "num_levels": 8}, {"name": "ddpm_cosine", "num_levels": 8}],
+                 {"name": "ddpm_linear", "num_levels": 8}, {"name": "ddpm_cosine", "num_levels": 8},
+                 {"name": "ve_geometric", "num_levels": 8}],
     "energy": ["scalar", "drl", "residual_norm"],
     "sampler": ["langevin", {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"},
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
                 "adversarial", {"name": "adversarial", "denoise": True},
-                "dp_policy", {"name": "dp_policy", "value": "time_independent"}, "replay"],
+                "dp_policy", {"name": "dp_policy", "value": "time_independent"}, "replay",
+                "reverse_diffusion", {"name": "reverse_diffusion", "denoise": True}],
     "divergence": ["recovery_likelihood", "jeffrey", "kl", "reverse_kl", "gcd",
-                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "cd"],
+                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "cd", "dsm"],
 }
 SMALL = {  # partners shrunk so that each assembly trains in about a second
     "langevin": {"n_steps": 2}, "cooperative": {"initializer": {"name": "mlp", "width": 16, "depth": 1}},
@@ -71,16 +72,21 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
     """A fixed, hand-written expectation (not read back from the declarations)."""
     allowed = {tuple(_name(a[s]) for s in compose.SLOTS) for a in ALLOWED}
     for paper in [("drl", "drl", "langevin", "recovery_likelihood"), ("drl", "drl", "cooperative", "recovery_likelihood"),
-                  ("vp", "scalar", "adversarial", "jeffrey"), ("ddpm_cosine", "scalar", "dp_policy", "gcd")]:
+                  ("vp", "scalar", "adversarial", "jeffrey"), ("ddpm_cosine", "scalar", "dp_policy", "gcd"),
+                  ("ddpm_cosine", "scalar", "reverse_diffusion", "dsm")]:
         assert paper in allowed
     for mixed in [("drl", "scalar", "adversarial", "recovery_likelihood"), ("vp", "scalar", "langevin", "gcd"),
                   ("drl", "drl", "dp_policy", "jeffrey"), ("ddpm_linear", "drl", "adversarial", "kl"),
                   ("drl", "scalar", "langevin", "cd"), ("drl", "drl", "replay", "recovery_likelihood"),
-                  ("vp", "scalar", "replay", "jeffrey")]:
+                  ("vp", "scalar", "replay", "jeffrey"),
+                  ("drl", "drl", "langevin", "dsm"), ("drl", "scalar", "reverse_diffusion", "recovery_likelihood"),
+                  ("drl", "drl", "reverse_diffusion", "dsm")]:
         assert mixed not in allowed
     # PCD's level-0 parts also work beside a schedule: `replay` feeds `gcd`, `dp_policy` feeds `cd`
     assert ("vp", "scalar", "replay", "gcd") in allowed and ("ddpm_cosine", "scalar", "dp_policy", "cd") in allowed
-    assert (len(ALLOWED), len(FORBIDDEN)) == (188, 946)
+    # dsm assembles only with reverse_diffusion and an energy with a level-T energy (scalar, residual_norm)
+    # with PCD (57 more, 188 − 131), DSM (30 more: ve_geometric and dsm) and ve_geometric beside PCD's parts (8)
+    assert (len(ALLOWED), len(FORBIDDEN)) == (226, 1622)
 
 
 def test_without_a_schedule_only_the_schedule_free_components_assemble():
@@ -102,7 +108,7 @@ def test_a_forbidden_assembly_is_refused_naming_both_components(assembly):
         slot, name = needer.split(" ", 1)
         assert name == f"'{_name(assembly[slot])}'"
         capability = rest.split("'")[1]
-        assert capability in CAPABILITIES
+        assert capability in compose.known_capabilities()  # 'marginal_generation' comes with reverse_diffusion
         other = rest.split("; ")[1].split(" does not")[0]
         other_slot, other_name = other.split(" ", 1)
         assert other_name == f"'{_name(assembly[other_slot])}'", problem
@@ -175,8 +181,9 @@ def test_list_compatible_prints_the_matrix():
     assert ("replay", "cd", "cosine_logsnr, drl, vp", "all", "all") in rows
     assert ("replay", "gcd", "cosine_logsnr, drl, vp", "all", "all") in rows
     assert ("dp_policy", "cd", "—", "all", "all") in rows
-    assert len(rows) == 9
-    assert "9 of 30 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
+    assert ("reverse_diffusion", "dsm", "—", "all", "all") in rows
+    assert len(rows) == 10
+    assert "10 of 42 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
 
 
 def test_show_prints_a_components_declarations():

@@ -1,5 +1,7 @@
 """ebmkit.testing's contracts hold for the built-in components (so they ask nothing unfair)."""
 
+import torch
+
 from ebmkit.testing import DivergenceContract, EnergyContract, NetworkContract, SamplerContract, ScheduleContract
 
 
@@ -62,3 +64,31 @@ class TestContrastiveDivergence(DivergenceContract):
 class TestScalarEnergyWithoutASchedule(EnergyContract):
     base_recipe = "pcd"
     spec = {"name": "scalar"}
+
+
+class TestReverseDiffusionSampler(SamplerContract):
+    base_recipe = "dsm"
+    spec = {"name": "reverse_diffusion", "clip_x0": 4.0}
+
+
+class TestAnnealedLangevinSampler(SamplerContract):
+    base_recipe = "dsm"
+    spec = {"name": "reverse_diffusion", "method": "annealed_langevin", "steps_per_level": 2}
+
+
+class TestDSM(DivergenceContract):
+    base_recipe = "dsm"
+    spec = {"name": "dsm"}
+
+    def test_training_batch_shapes_and_levels(self, model, data):
+        """DSM's level is the noisy sample's own, 1..T on this schedule (level 0 is exact data,
+        where q(x_0 | x) has no score); the contract's 0..T−1 is a training pair's lower level."""
+        batch = self.batch(model, data)
+        assert batch.positives.shape == data.shape and batch.condition.shape == data.shape
+        assert batch.level.dtype == torch.long and batch.level.shape == (16,)
+        assert 1 <= int(batch.level.min()) and int(batch.level.max()) <= model.schedule.num_levels
+
+
+class TestVEGeometricSchedule(ScheduleContract):
+    base_recipe = "dsm"
+    spec = {"name": "ve_geometric", "num_levels": 20}

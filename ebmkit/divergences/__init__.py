@@ -4,10 +4,12 @@ from ebmkit.divergences.adversarial import (AdversarialDivergence, ForwardKL, Je
                                             ReverseKL)
 from ebmkit.divergences.base import Divergence, LossOutput
 from ebmkit.divergences.cd import ContrastiveDivergence
+from ebmkit.divergences.dsm import DenoisingScoreMatching
 from ebmkit.divergences.gcd import GeneralizedContrastiveDivergence
 from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
 from ebmkit.registry import DIVERGENCES
 
 __all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood", "Jeffrey", "ModeSeekingKL", "MassCoveringKL",
            "ForwardKL", "ReverseKL",
-           "AdversarialDivergence", "GeneralizedContrastiveDivergence", "ContrastiveDivergence"]
+           "AdversarialDivergence", "GeneralizedContrastiveDivergence", "ContrastiveDivergence",
+           "DenoisingScoreMatching"]

@@ -8,6 +8,7 @@ from ebmkit.samplers.denoise import energy_denoise
 from ebmkit.samplers.dp_policy import DiffusionPolicySampler
 from ebmkit.samplers.langevin import LangevinSampler
 from ebmkit.samplers.replay import ReplaySampler
+from ebmkit.samplers.reverse_diffusion import ReverseDiffusionSampler
 
 __all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler",
-           "DiffusionPolicySampler", "ReplaySampler", "energy_denoise"]
+           "DiffusionPolicySampler", "ReplaySampler", "ReverseDiffusionSampler", "energy_denoise"]

@@ -5,6 +5,7 @@ from ebmkit.schedules.base import NoiseSchedule, ScheduleOptions
 from ebmkit.schedules.ddpm import DDPMCosineSchedule, DDPMLinearSchedule
 from ebmkit.schedules.drl import DRLSchedule
 from ebmkit.schedules.logsnr import CosineLogSNRSchedule
+from ebmkit.schedules.ve import VEGeometricSchedule
 from ebmkit.schedules.vp import VPSchedule
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "DRLSchedule",
     "CosineLogSNRSchedule",
     "VPSchedule",
+    "VEGeometricSchedule",
 ]
