@@ -51,8 +51,8 @@ seconds (300) is listed as not run, and every row says how long it took, to size
 Run folders are deleted as soon as their checks are done (a full run would otherwise hold tens of GB).
 
 ``--device cpu --tiny`` runs the same code on a CPU with every image network at its smallest
-width (4 channels, one block per resolution), batches of 4, two Langevin steps per level, 2
-iterations per run (the second timed) and resume 1 + 1; bf16, torchrun and compile are listed as CUDA-only. It
+width (4 channels, one block per resolution), batches of 4, two Langevin steps per level, at most
+10 noise levels (only DSM's presets have more), 2 iterations per run (the second timed) and resume 1 + 1; bf16, torchrun and compile are listed as CUDA-only. It
 writes to ``--out`` (default a temporary folder), never to benchmarks/gpu.md: only a full CUDA
 run writes the committed files. cuBLAS's deterministic workspace (CUBLAS_WORKSPACE_CONFIG
 :4096:8, for the resume check) is set for the whole run.
@@ -102,7 +102,8 @@ SEEDS = "0-15"
 N_SEEDS = 16
 QUIET = Console(stderr=True, quiet=True)  # the trainer's own lines; this script prints one per check
 CELEBA_ALIGNED = (178, 218)  # width × height of CelebA's aligned faces, the pictures a face box is cut from
-CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps", "replay": "sampler.n_steps"}
+CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps", "replay": "sampler.n_steps",
+                "reverse_diffusion": "sampler.steps_per_level"}
 MODES = ["fp32", "bf16", "fp32+compile", "bf16+compile", "torchrun", "resume", "sample"]
 FILE_ORDER = {"model": 0, "ema": 1, "optimizer": 2}  # a checkpoint's files, the raw weights first
 CUDA_ONLY = "CUDA only: not run on the CPU"
@@ -117,11 +118,12 @@ class Size:
     resume_steps: int  # N of the resume check: N straight against resumed from N/2
     batch: int  # at most this many images per batch
     chain: int | None  # Langevin steps per level (None: the preset's)
+    levels: int | None  # at most this many noise levels (None: the preset's; DSM's presets have 100 and 232)
     images: int  # fake training images written
 
 
-FULL = Size(steps=8, warmup=3, resume_steps=4, batch=32, chain=None, images=128)
-TINY = Size(steps=2, warmup=1, resume_steps=2, batch=4, chain=2, images=8)
+FULL = Size(steps=8, warmup=3, resume_steps=4, batch=32, chain=None, levels=None, images=128)
+TINY = Size(steps=2, warmup=1, resume_steps=2, batch=4, chain=2, levels=10, images=8)
 
 
 class CheckError(RuntimeError):
@@ -206,6 +208,8 @@ def sized(preset: Recipe, data: dict, device: str, size: Size, tiny: bool) -> Re
                "train.checkpoint_every": size.steps, "train.eval_every": 0, "train.keep_best": False}
     if size.chain and preset.sampler["name"] in CHAIN_LENGTH:
         changes[CHAIN_LENGTH[preset.sampler["name"]]] = size.chain
+    if size.levels and (preset.schedule or {}).get("num_levels", 0) > size.levels:
+        changes["schedule.num_levels"] = size.levels
     return recipe.override(changes)
 
 

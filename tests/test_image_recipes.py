@@ -12,7 +12,7 @@ from ebmkit.testing import write_fake_cifar10
 from ebmkit.training import Trainer
 from helpers import needs_fashion_mnist
 
-RECIPES = ["drl", "cdrl", "ddaebm", "dxmi"]
+RECIPES = ["drl", "cdrl", "ddaebm", "dxmi", "dsm"]
 
 
 def shrink(node):
@@ -31,16 +31,19 @@ def shrink(node):
     return node
 
 
-CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps"}
+CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps",
+                "reverse_diffusion": "sampler.steps_per_level"}
 
 
 def few_steps(recipe: Recipe, changes: dict) -> Recipe:
-    """Shrunk networks, tiny batches, two steps (two pretraining steps where there are any)."""
+    """Shrunk networks, tiny batches, two steps (two pretraining steps where there are any), at most 10 levels."""
     small = Recipe.create(**shrink(recipe.model_dump(mode="json")))
     changes = {"train.steps": 2, "train.batch_size": 4, "train.log_every": 1, "train.checkpoint_every": 1,
                "train.pretrain_steps": min(recipe.train.pretrain_steps, 2), **changes}
     if recipe.sampler["name"] in CHAIN_LENGTH:
         changes[CHAIN_LENGTH[recipe.sampler["name"]]] = 2
+    if (recipe.schedule or {}).get("num_levels", 0) > 10:  # DSM's presets: 100 and 232 levels, a gradient each
+        changes["schedule.num_levels"] = 10
     return small.override(changes)
 
 
@@ -110,6 +113,12 @@ def test_paper_presets_keep_the_papers_settings():
     dx = Recipe.from_name("dxmi_cifar10")
     assert dx.schedule["num_levels"] == 10 and dx.sampler["value"] == "time_independent"
     assert (dx.sampler["tau"], dx.sampler["tau_velocity"], dx.train.lr, dx.train.sampler_lr) == (0.1, 0.01, 1e-5, 1e-7)
+    ds = Recipe.from_name("dsm_cifar10")  # NCSNv2's configs/cifar10.yml, σ's and ε in [−1, 1] units (×2, ×4)
+    assert (ds.schedule["num_levels"], ds.schedule["sigma_max"], ds.schedule["sigma_min"]) == (232, 100.0, 0.02)
+    assert (ds.sampler["method"], ds.sampler["steps_per_level"], ds.sampler["eps"]) == ("annealed_langevin", 5, 2.48e-5)
+    assert ds.sampler["denoise_last"] is True and ds.sampler["between_levels"] == "rescale"
+    assert (ds.divergence["weighting"], ds.divergence["reduce"]) == ("sigma_sq", "sum")
+    assert (ds.train.lr, ds.train.batch_size, ds.train.steps, ds.train.ema_decay) == (1e-4, 128, 300_000, 0.999)
 
 
 def test_fd_fmnist_needs_fashion_mnist_shaped_images(tmp_path):
