@@ -14,7 +14,8 @@ data, and the toy table's SW/σ (benchmarks/toy, benchmarks/hybrids) stands besi
 
 Cells already finished in --out are read back (as `ebmkit bench toy` does), and every finished
 cell's record is kept in scale.json and written back into --out, so the table can be built over
-several calls, on several machines, as long as --out is the same absolute path.
+several calls, on several machines. scale.json writes --out as `$OUT`, so it names no folder of
+the machine that wrote it and any --out reads it back.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def main(argv=None) -> None:
 
 
 RECORD = HERE / "scale.json"
+OUT = "$OUT"  # stands for --out in scale.json: the recipes hold the sets' absolute paths under it
 
 
 def expected_cells(data: list[str]) -> list[tuple[str, str, int]]:
@@ -175,11 +177,12 @@ def expected_cells(data: list[str]) -> list[tuple[str, str, int]]:
 def restore_cells(out: Path) -> int:
     """Write back the cell.json of cells recorded in scale.json that ``out`` lacks, so that the table
     can be built over several machines' calls; a cell whose recipe no longer resolves the same way
-    (another ebmkit, another --out) is not matched by `ebmkit bench` and is trained again."""
+    (another ebmkit) is not matched by `ebmkit bench` and is trained again."""
     if not RECORD.is_file():
         return 0
     count = 0
-    for name, record in json.loads(RECORD.read_text()).get("cells", {}).items():
+    text = RECORD.read_text().replace(OUT, json.dumps(str(out))[1:-1])
+    for name, record in json.loads(text).get("cells", {}).items():
         path = out / "runs" / name / "cell.json"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,8 +215,9 @@ def write_table(out: Path, data: list[str], jobs: int, seconds: float) -> None:
               "finished": f"{len(rows)} of {total} cells"}
     one_seed = [r for r in rows if r["seed"] == 0]
     (HERE / "scale.md").write_text(render(summarize(one_seed), references, rows, header))
-    RECORD.write_text(json.dumps({**header, "summary": summarize(one_seed), "references": references,
-                                  "runs": rows, "cells": cells}, indent=1))
+    text = json.dumps({**header, "summary": summarize(one_seed), "references": references, "runs": rows,
+                       "cells": cells}, indent=1)
+    RECORD.write_text(text.replace(json.dumps(str(out))[1:-1], OUT))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,23 @@ def test_restore_writes_back_recorded_cells_and_keeps_existing_ones(scale, tmp_p
     assert json.loads(kept.read_text())["recipe"] == {"a": 3}
     monkeypatch.setattr(scale, "RECORD", tmp_path / "absent.json")
     assert scale.restore_cells(out) == 0
+
+
+def test_record_names_no_folder_of_the_machine_that_wrote_it(scale, tmp_path, monkeypatch):
+    """scale.json writes --out as `$OUT`; restoring into another --out puts that folder's path back,
+    so the recipes' data paths resolve there."""
+    monkeypatch.setattr(scale, "HERE", tmp_path)
+    monkeypatch.setattr(scale, "RECORD", tmp_path / "scale.json")
+    monkeypatch.setattr(scale, "render", lambda *args: "")  # the table is tested above; here the record
+    wrote = tmp_path / "machine-a" / "bench"
+    cell = {"recipe": {"data": {"path": str(wrote / "data" / "8gaussians_x100.npy")}},
+            "row": _row("drl", "8gaussians", 0, 0.04)}
+    (wrote / "runs" / "drl-8gaussians-s0").mkdir(parents=True)
+    (wrote / "runs" / "drl-8gaussians-s0" / "cell.json").write_text(json.dumps(cell))
+    scale.write_table(wrote, ["8gaussians"], 1, 1.0)
+    text = (tmp_path / "scale.json").read_text()
+    assert str(wrote) not in text and '"$OUT/data/8gaussians_x100.npy"' in text
+    other = tmp_path / "machine-b"
+    assert scale.restore_cells(other) == 1
+    restored = json.loads((other / "runs" / "drl-8gaussians-s0" / "cell.json").read_text())
+    assert restored["recipe"]["data"]["path"] == str(other / "data" / "8gaussians_x100.npy")
