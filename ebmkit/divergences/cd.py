@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ebmkit.compose import Need
-from ebmkit.divergences.base import Divergence
+from ebmkit.divergences.base import Divergence, energy_metrics
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
 
@@ -35,14 +35,23 @@ class ContrastiveDivergence(Divergence):
         return (Need("sampler", "fresh_samples"),)
 
     def training_batch(self, x0: Tensor, generator=None) -> TrainingBatch:
-        """Positives are the clean data at level 0; there is nothing to condition on."""
-        level = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-        return TrainingBatch(positives=x0, condition=x0, level=level, data=x0)
+        return level_zero_batch(x0)
 
     def energy_loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
-        n = batch.positives.shape[0]
-        # one network pass over both halves, as `gcd` does
-        e = self.data_energy(energy, torch.cat([batch.positives, negatives.detach()]))
-        e_pos, e_neg = e[:n], e[n:]
-        loss = e_pos.mean() - e_neg.mean() + self.config.alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-        return LossOutput(loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()})
+        return contrast(self, batch, negatives, energy, self.config.alpha)
+
+
+def level_zero_batch(x0: Tensor) -> TrainingBatch:
+    """Positives are the clean data at level 0; there is nothing to condition on."""
+    level = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
+    return TrainingBatch(positives=x0, condition=x0, level=level, data=x0)
+
+
+def contrast(divergence: Divergence, batch: TrainingBatch, negatives: Tensor, energy, weight: float) -> LossOutput:
+    """mean E(x⁺) − mean E(x⁻) + weight · (mean E(x⁺)² + mean E(x⁻)²) on the level-0 energy: `cd`'s
+    loss with weight α, DxMI's `gcd` with weight γ. One network pass over both halves."""
+    n = batch.positives.shape[0]
+    e = divergence.data_energy(energy, torch.cat([batch.positives, negatives.detach()]))
+    e_pos, e_neg = e[:n], e[n:]
+    loss = e_pos.mean() - e_neg.mean() + weight * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+    return LossOutput(loss, energy_metrics(e_pos, e_neg))

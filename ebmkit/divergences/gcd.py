@@ -9,17 +9,18 @@ states of fresh sampler trajectories (detached), is (specs/dxmi.md §2.2)
 on the level-0 (data) energy. The γ·E² term keeps energies O(1) (two separable sets settle at
 E(x⁺) ≈ −½, E(x⁻) ≈ +½ for γ = 1); there is no gradient penalty and no temperature here —
 τ enters only the sampler's running costs. The sampler's side of the game is the sampler's
-own objective (`dp_policy`: DxDP), so `sampler_loss` is the base class's.
+own objective (`dp_policy`: DxDP), so `sampler_loss` is the base class's. The loss is `cd`'s
+(IGEBM's α is DxMI's γ): both call `ebmkit.divergences.cd.contrast`.
 """
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 from torch import Tensor
 
 from ebmkit.compose import Need
-from ebmkit.divergences.base import Divergence, energy_metrics
+from ebmkit.divergences.base import Divergence
+from ebmkit.divergences.cd import contrast, level_zero_batch
 from ebmkit.registry import DIVERGENCES, Options
 from ebmkit.types import LossOutput, TrainingBatch
 
@@ -36,13 +37,7 @@ class GeneralizedContrastiveDivergence(Divergence):
         return (Need("sampler", "fresh_samples"),)
 
     def training_batch(self, x0: Tensor, generator=None) -> TrainingBatch:
-        """Positives are the clean data at level 0; there is nothing to condition on."""
-        level = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-        return TrainingBatch(positives=x0, condition=x0, level=level, data=x0)
+        return level_zero_batch(x0)
 
     def energy_loss(self, batch: TrainingBatch, negatives: Tensor, energy) -> LossOutput:
-        n = batch.positives.shape[0]
-        e = self.data_energy(energy, torch.cat([batch.positives, negatives.detach()]))
-        e_pos, e_neg = e[:n], e[n:]
-        loss = e_pos.mean() - e_neg.mean() + self.config.gamma * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-        return LossOutput(loss, energy_metrics(e_pos, e_neg))
+        return contrast(self, batch, negatives, energy, self.config.gamma)
