@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ebmkit.loggers.base import flatten
 from ebmkit.loggers.jsonl import FILE as STATS, read_rows
+from ebmkit.training.rundir import is_run
 
 NOT_METRICS = ("step",)
 
@@ -50,14 +51,6 @@ class Run:
             if key in row:
                 return row["step"], row[key]
         return None
-
-
-def is_run(path: Path) -> bool:
-    try:
-        config = json.loads((Path(path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and isinstance(config.get("recipe"), dict)
 
 
 def find(paths: list[Path]) -> list[Path]:

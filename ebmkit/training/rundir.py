@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -34,8 +35,6 @@ class RunDirectoryError(RuntimeError):
 
 def is_run(path: Path) -> bool:
     """Whether ``path`` holds a run's config.json (written by the trainer before step 1)."""
-    import json
-
     try:
         config = json.loads((Path(path) / "config.json").read_text())
     except (OSError, ValueError):
