@@ -292,13 +292,15 @@ def test_energy_loss_needs_the_flow_batch():
 
 @pytest.mark.slow
 def test_energy_matching_learns_8gaussians(tmp_path):
-    """The 2D preset on one thread, shortened to 1,500 + 300 steps: SW within 1.5× the data-vs-data floor."""
+    """The 2D preset on one thread, its phases cut to 1,500 + 400 steps (about a minute and a half of
+    CPU): SW at 5,000 samples within twice the data-vs-data floor; the full preset reaches 1.5×
+    (docs/recipes/energy_matching.md, "Measured")."""
     torch.set_num_threads(1)
-    recipe = tiny(steps=(1500, 300), **{"network.width": 128, "network.depth": 3, "sampler.n_steps": 100,
-                                       "train.batch_size": 256, "train.warmup": 200, "train.log_every": 100,
-                                       "train.checkpoint_every": 500, "eval.n_samples": 10_000})
+    recipe = Recipe.from_name("energy_matching")
+    phases = [{**p.model_dump(), "steps": n} for p, n in zip(recipe.train.phases, (1500, 400))]
+    recipe = recipe.override({"train.phases": phases, "eval.n_samples": 5000})
     model = recipe.fit(tmp_path / "run", progress=False)
     r = evaluate(model, DATASETS.build(recipe.data), recipe.eval)
     floor = reference("8gaussians", recipe.eval)["sw"]
     print("energy_matching 8gaussians", {m: round(v, 4) for m, v in r.items()}, "floor", round(floor, 4))
-    assert r["sw"] <= 1.5 * floor, (r, floor)
+    assert r["sw"] <= 2 * floor, (r, floor)
