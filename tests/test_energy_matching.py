@@ -293,8 +293,9 @@ def test_energy_loss_needs_the_flow_batch():
 @pytest.mark.slow
 def test_energy_matching_learns_8gaussians(tmp_path):
     """The 2D preset on one thread, its phases cut to 1,500 + 400 steps (about a minute and a half of
-    CPU): SW at 5,000 samples within twice the data-vs-data floor; the full preset reaches 1.5×
-    (docs/recipes/energy_matching.md, "Measured"). Measured: SW 0.0724 against a floor of 0.0579."""
+    CPU): SW at 5,000 samples within twice the data-vs-data floor (the full preset reaches 1.36× at
+    10,000 samples: docs/recipes/energy_matching.md, "Measured"). Measured: SW 0.0724 against a floor
+    of 0.0579."""
     torch.set_num_threads(1)
     recipe = Recipe.from_name("energy_matching")
     phases = [{**p.model_dump(), "steps": n} for p, n in zip(recipe.train.phases, (1500, 400))]
