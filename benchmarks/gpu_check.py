@@ -103,7 +103,7 @@ N_SEEDS = 16
 QUIET = Console(stderr=True, quiet=True)  # the trainer's own lines; this script prints one per check
 CELEBA_ALIGNED = (178, 218)  # width × height of CelebA's aligned faces, the pictures a face box is cut from
 CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps", "replay": "sampler.n_steps",
-                "reverse_diffusion": "sampler.steps_per_level"}
+                "reverse_diffusion": "sampler.steps_per_level", "tempered_langevin": "sampler.n_steps"}
 MODES = ["fp32", "bf16", "fp32+compile", "bf16+compile", "torchrun", "resume", "sample"]
 FILE_ORDER = {"model": 0, "ema": 1, "optimizer": 2}  # a checkpoint's files, the raw weights first
 CUDA_ONLY = "CUDA only: not run on the CPU"
@@ -199,10 +199,20 @@ def smallest(node):
     return node
 
 
+def steps(recipe: Recipe, n: int) -> dict:
+    """The changes that make a run n iterations long; a recipe with phases (Energy Matching's warm-up
+    and main phase) keeps every phase, n split between them (the first takes the remainder)."""
+    phases = recipe.train.phases
+    if not phases:
+        return {"train.steps": n}
+    split = [n // len(phases) + (n % len(phases) if i == 0 else 0) for i in range(len(phases))]
+    return {"train.steps": n, "train.phases": [{**p.model_dump(), "steps": k} for p, k in zip(phases, split)]}
+
+
 def sized(preset: Recipe, data: dict, device: str, size: Size, tiny: bool) -> Recipe:
     """The preset cut to the check's size, reading the fake data; networks shrunk only when ``tiny``."""
     recipe = Recipe.create(**smallest(preset.model_dump(mode="json"))) if tiny else preset
-    changes = {**data, "train.device": device, "train.steps": size.steps,
+    changes = {**data, "train.device": device, **steps(preset, size.steps),
                "train.batch_size": min(preset.train.batch_size, size.batch),
                "train.pretrain_steps": min(preset.train.pretrain_steps, 2), "train.log_every": 1,
                "train.checkpoint_every": size.steps, "train.eval_every": 0, "train.keep_best": False}
@@ -479,7 +489,7 @@ class Check:
             self.row(p, "bf16", lambda: train(p.recipe.override({"train.precision": "bf16"}),
                                               self.work / p.name / "bf16", self.device, self.size.warmup),
                      skip=None if cuda else CUDA_ONLY)
-            self.row(p, "resume", lambda: resume(p.recipe.override({"train.steps": self.size.resume_steps}),
+            self.row(p, "resume", lambda: resume(p.recipe.override(steps(p.recipe, self.size.resume_steps)),
                                                  self.work / p.name / "resume", self.device))
             self.discard(p, "fp32", "bf16", "resume")
         # the CUDA-only checks, a preset's all together, cheapest preset first (by its fp32 iteration):

@@ -460,7 +460,7 @@ def show(
 @app.command("list")
 def list_cmd(
     kind: Optional[str] = typer.Argument(None, help="one kind: schedules, energies, networks, samplers, divergences, "
-                                         "datasets, recipes, loggers"),
+                                         "datasets, recipes, loggers, couplings, temperatures"),
     pattern: str = typer.Option("*", "--filter", help="shell-style name filter, e.g. 'ddpm*'"),
     compatible: bool = typer.Option(False, "--compatible", help="print which schedules × energies × samplers × "
                                     "divergences assemble (each at its defaults) instead"),

@@ -295,9 +295,12 @@ DIVERGENCES: Registry = Registry("divergences")
 DATASETS: Registry = Registry("datasets")
 RECIPES: Registry = Registry("recipes")
 LOGGERS: Registry = Registry("loggers")  # where a run's reports go (ebmkit.loggers), named in train.loggers
+COUPLINGS: Registry = Registry("couplings")  # pairings of noise with data (ebmkit.couplings), a divergence's option
+TEMPERATURES: Registry = Registry("temperatures")  # ε(t) of a tempered chain (ebmkit.temperatures), a sampler's option
 
 REGISTRIES: dict[str, Registry] = {
-    r.kind: r for r in (SCHEDULES, ENERGIES, NETWORKS, SAMPLERS, DIVERGENCES, DATASETS, RECIPES, LOGGERS)
+    r.kind: r for r in (SCHEDULES, ENERGIES, NETWORKS, SAMPLERS, DIVERGENCES, DATASETS, RECIPES, LOGGERS,
+                 COUPLINGS, TEMPERATURES)
 }
 
 

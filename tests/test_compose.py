@@ -22,14 +22,16 @@ CHOICES = {
                 "cooperative", {"name": "cooperative", "refine": {"name": "langevin", "b_square": 2e-3, "c_rule": "constant"}},
                 "adversarial", {"name": "adversarial", "denoise": True},
                 "dp_policy", {"name": "dp_policy", "value": "time_independent"}, "replay",
-                "reverse_diffusion", {"name": "reverse_diffusion", "denoise": True}],
+                "reverse_diffusion", {"name": "reverse_diffusion", "denoise": True},
+                "tempered_langevin", {"name": "tempered_langevin", "init": "source"}],
     "divergence": ["recovery_likelihood", "jeffrey", "kl", "reverse_kl", "gcd",
-                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "cd", "dsm"],
+                   {"name": "jeffrey", "importance_weight": (0.6, 0.2)}, "cd", "dsm",
+                   "energy_matching", {"name": "energy_matching", "lambda_cd": 0.0}],
 }
 SMALL = {  # partners shrunk so that each assembly trains in about a second
     "langevin": {"n_steps": 2}, "cooperative": {"initializer": {"name": "mlp", "width": 16, "depth": 1}},
     "dp_policy": {"network": {"name": "mlp", "width": 16, "depth": 1}},
-    "replay": {"n_steps": 2, "buffer_size": 64},
+    "replay": {"n_steps": 2, "buffer_size": 64}, "tempered_langevin": {"n_steps": 2, "generate_time": 0.05},
 }
 ASSEMBLIES = list(compose.assemblies(CHOICES))
 ALLOWED = [a for a, unmet in ASSEMBLIES if not unmet]
@@ -85,15 +87,20 @@ def test_the_declarations_allow_each_papers_assembly_and_forbid_mixed_ones():
     # PCD's level-0 parts also work beside a schedule: `replay` feeds `gcd`, `dp_policy` feeds `cd`
     assert ("vp", "scalar", "replay", "gcd") in allowed and ("ddpm_cosine", "scalar", "dp_policy", "cd") in allowed
     # dsm assembles only with reverse_diffusion and an energy with a level-T energy (scalar, residual_norm)
-    # with PCD (57 more, 188 − 131), DSM (30 more: ve_geometric and dsm) and ve_geometric beside PCD's parts (8)
-    assert (len(ALLOWED), len(FORBIDDEN)) == (226, 1622)
+    # with PCD (57 more, 188 − 131), DSM (30 more: ve_geometric and dsm) and ve_geometric beside PCD's parts (8);
+    # Energy Matching 194 more: energy_matching with tempered_langevin (68, both λ_CD), without its contrastive
+    # term beside every other sampler (92), and tempered_langevin's source-only chains feeding cd and gcd (34)
+    assert ("ddpm_cosine", "scalar", "tempered_langevin", "energy_matching") in allowed
+    assert (len(ALLOWED), len(FORBIDDEN)) == (420, 2310)
 
 
 def test_without_a_schedule_only_the_schedule_free_components_assemble():
-    """PCD's assembly (`schedule: null`) is the one whose every part works without levels."""
+    """PCD's and Energy Matching's assemblies (`schedule: null`) are those whose every part works
+    without levels: energy_matching without its contrastive term takes any such sampler."""
     choices = {**CHOICES, "schedule": [None]}
     allowed = {tuple(_name(a[s]) for s in compose.SLOTS[1:]) for a, unmet in compose.assemblies(choices) if not unmet}
-    assert allowed == {("scalar", "replay", "cd")}
+    assert allowed == {("scalar", "replay", "cd"), ("scalar", "tempered_langevin", "cd"),
+                       ("scalar", "replay", "energy_matching"), ("scalar", "tempered_langevin", "energy_matching")}
 
 
 @pytest.mark.parametrize("assembly", [a for a, _ in FORBIDDEN], ids=[_id(a) for a, _ in FORBIDDEN])
@@ -182,8 +189,9 @@ def test_list_compatible_prints_the_matrix():
     assert ("replay", "gcd", "cosine_logsnr, drl, vp", "all", "all") in rows
     assert ("dp_policy", "cd", "—", "all", "all") in rows
     assert ("reverse_diffusion", "dsm", "—", "all", "all") in rows
-    assert len(rows) == 10
-    assert "10 of 42 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
+    assert ("tempered_langevin", "energy_matching", "cosine_logsnr, drl, vp", "all", "all") in rows
+    assert len(rows) == 11
+    assert "11 of 56 sampler × divergence pairs assemble" in " ".join(r.stdout.split())
 
 
 def test_show_prints_a_components_declarations():

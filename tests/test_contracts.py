@@ -92,3 +92,26 @@ class TestDSM(DivergenceContract):
 class TestVEGeometricSchedule(ScheduleContract):
     base_recipe = "dsm"
     spec = {"name": "ve_geometric", "num_levels": 20}
+
+
+EM_SMALL = {**SamplerContract.small, "train.phases": [
+    {"name": "warmup", "steps": 1, "divergence": {"lambda_cd": 0.0}}, {"name": "main", "steps": 1, "ema_decay": 0.9}]}
+
+
+class TestTemperedLangevinSampler(SamplerContract):
+    base_recipe = "energy_matching"
+    small = EM_SMALL
+    spec = {"name": "tempered_langevin", "n_steps": 4, "dt": 0.25, "generate_time": 1.5, "generate_dt": 0.25,
+            "temperature": {"name": "ramp", "epsilon_max": 0.1, "cutoff": 0.5}}
+
+
+class TestEnergyMatching(DivergenceContract):
+    base_recipe = "energy_matching"
+    small = EM_SMALL
+    spec = {"name": "energy_matching", "lambda_cd": 1.0, "cd_neg_clamp": None}
+
+    def batch(self, model, data, seed=0):
+        """With the second, flow batch that the trainer draws for it (``data_batches = 2``)."""
+        batch = super().batch(model, data, seed)
+        batch.more = (data.flip(0),)
+        return batch

@@ -12,7 +12,7 @@ from ebmkit.testing import write_fake_cifar10
 from ebmkit.training import Trainer
 from helpers import needs_fashion_mnist
 
-RECIPES = ["drl", "cdrl", "ddaebm", "dxmi", "dsm"]
+RECIPES = ["drl", "cdrl", "ddaebm", "dxmi", "dsm", "energy_matching"]
 
 
 def shrink(node):
@@ -32,16 +32,20 @@ def shrink(node):
 
 
 CHAIN_LENGTH = {"langevin": "sampler.n_steps", "cooperative": "sampler.refine.n_steps",
-                "reverse_diffusion": "sampler.steps_per_level"}
+                "reverse_diffusion": "sampler.steps_per_level", "tempered_langevin": "sampler.n_steps"}
 
 
 def few_steps(recipe: Recipe, changes: dict) -> Recipe:
-    """Shrunk networks, tiny batches, two steps (two pretraining steps where there are any), at most 10 levels."""
+    """Shrunk networks, tiny batches, two steps (two pretraining steps where there are any; one per phase
+    where there are phases), at most 10 levels."""
     small = Recipe.create(**shrink(recipe.model_dump(mode="json")))
     changes = {"train.steps": 2, "train.batch_size": 4, "train.log_every": 1, "train.checkpoint_every": 1,
                "train.pretrain_steps": min(recipe.train.pretrain_steps, 2), **changes}
     if recipe.sampler["name"] in CHAIN_LENGTH:
         changes[CHAIN_LENGTH[recipe.sampler["name"]]] = 2
+    if recipe.train.phases:  # Energy Matching's warm-up and main phase: one step each
+        changes["train.phases"] = [{**p.model_dump(), "steps": 1} for p in recipe.train.phases]
+        changes["train.steps"] = len(recipe.train.phases)
     if (recipe.schedule or {}).get("num_levels", 0) > 10:  # DSM's presets: 100 and 232 levels, a gradient each
         changes["schedule.num_levels"] = 10
     return small.override(changes)
@@ -119,6 +123,16 @@ def test_paper_presets_keep_the_papers_settings():
     assert ds.sampler["denoise_last"] is True and ds.sampler["between_levels"] == "rescale"
     assert (ds.divergence["weighting"], ds.divergence["reduce"]) == ("sigma_sq", "sum")
     assert (ds.train.lr, ds.train.batch_size, ds.train.steps, ds.train.ema_decay) == (1e-4, 128, 300_000, 0.999)
+    em = Recipe.from_name("energy_matching_cifar10")  # specs/energy_matching.md §3, §5 and the README's flags
+    assert [(p.name, p.steps, p.ema_decay, p.divergence) for p in em.train.phases] == \
+        [("warmup", 145_000, 0.9999, {"lambda_cd": 0.0}), ("main", 2000, 0.99, {})]
+    assert (em.train.lr, em.train.betas, em.train.warmup, em.train.grad_clip, em.train.batch_size) == \
+        (1.2e-3, (0.9, 0.95), 10_000, 1.0, 512)
+    assert (em.divergence["lambda_cd"], em.divergence["cd_neg_clamp"], em.divergence["cd_trim_fraction"],
+            em.divergence["sigma"], em.divergence["coupling"]) == (1e-3, 0.02, 0.1, 0.0, {"name": "exact_ot", "resample": True})
+    assert (em.sampler["n_steps"], em.sampler["dt"], em.sampler["temperature"], em.sampler["init"]) == \
+        (200, 0.01, {"name": "ramp", "epsilon_max": 0.01, "cutoff": 1.0}, "split")
+    assert (em.sampler["integrator"], em.sampler["generate_time"], em.sampler["clamp"]) == ("heun", 3.25, [-1.0, 1.0])
 
 
 def test_fd_fmnist_needs_fashion_mnist_shaped_images(tmp_path):

@@ -5,6 +5,7 @@ from ebmkit.divergences.adversarial import (AdversarialDivergence, ForwardKL, Je
 from ebmkit.divergences.base import Divergence, LossOutput
 from ebmkit.divergences.cd import ContrastiveDivergence
 from ebmkit.divergences.dsm import DenoisingScoreMatching
+from ebmkit.divergences.energy_matching import EnergyMatching
 from ebmkit.divergences.gcd import GeneralizedContrastiveDivergence
 from ebmkit.divergences.recovery_likelihood import RecoveryLikelihood
 from ebmkit.registry import DIVERGENCES
@@ -12,4 +13,4 @@ from ebmkit.registry import DIVERGENCES
 __all__ = ["DIVERGENCES", "Divergence", "LossOutput", "RecoveryLikelihood", "Jeffrey", "ModeSeekingKL", "MassCoveringKL",
            "ForwardKL", "ReverseKL",
            "AdversarialDivergence", "GeneralizedContrastiveDivergence", "ContrastiveDivergence",
-           "DenoisingScoreMatching"]
+           "DenoisingScoreMatching", "EnergyMatching"]

@@ -9,6 +9,8 @@ from ebmkit.samplers.dp_policy import DiffusionPolicySampler
 from ebmkit.samplers.langevin import LangevinSampler
 from ebmkit.samplers.replay import ReplaySampler
 from ebmkit.samplers.reverse_diffusion import ReverseDiffusionSampler
+from ebmkit.samplers.tempered_langevin import TemperedLangevinSampler
 
 __all__ = ["SAMPLERS", "Sampler", "TrainingBatch", "LangevinSampler", "CooperativeSampler", "AdversarialSampler",
-           "DiffusionPolicySampler", "ReplaySampler", "ReverseDiffusionSampler", "energy_denoise"]
+           "DiffusionPolicySampler", "ReplaySampler", "ReverseDiffusionSampler",
+           "TemperedLangevinSampler", "energy_denoise"]
