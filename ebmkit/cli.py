@@ -387,7 +387,7 @@ def evaluate_cmd(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
+        table.add_row(key, str(value) if isinstance(value, int) else f"{value:.4f}")
     out.print(table)
 
 

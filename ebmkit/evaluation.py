@@ -16,7 +16,8 @@ def generate_samples(model, n: int, seed: int) -> torch.Tensor:
 def evaluate(model, dataset, config, samples: torch.Tensor | None = None) -> dict[str, float]:
     """SW-2 and MMD of ``config.n_samples`` generated vs fresh points; energy AUC against
     uniform noise on the data's box; for 2D sets the exact grid log-likelihood of held-out data
-    (and the true density's, where the data set knows it).
+    (and the true density's, where the data set knows it); and ``generation_evaluations``, the
+    ∇ₓE evaluations per generated sample, where the sampler declares that number.
 
     Images are compared as flat vectors (SW, MMD and the AUC's uniform noise live in [−1, 1]^D);
     image-specific scores (FID, FD-FMNIST) are `image_metrics`'. ``samples``, when given, must
@@ -40,6 +41,10 @@ def evaluate(model, dataset, config, samples: torch.Tensor | None = None) -> dic
                                  generator=torch.Generator().manual_seed(config.seed + 4)),
         "samples_finite": float(torch.isfinite(samples).all()),
     }
+    # a sampler whose generation costs a fixed number of ∇ₓE evaluations per sample says how many
+    nfe = getattr(model.sampler, "generation_evaluations", None)
+    if nfe is not None:
+        out["generation_evaluations"] = int(nfe)
     if dataset.has_log_prob:
         out["true_energy_auc"] = energy_auc(lambda x: -dataset.log_prob(x), heldout, dataset.box,
                                             generator=torch.Generator().manual_seed(config.seed + 4))

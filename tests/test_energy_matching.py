@@ -281,6 +281,12 @@ def test_the_sampler_runs_only_in_the_main_phase_and_the_run_reloads(tmp_path, m
     a = model.generate(16, generator=torch.Generator().manual_seed(1))
     b = reloaded.generate(16, generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(a).all() and torch.equal(a, b)
+    # `ebmkit eval`'s metrics say what one generated sample cost: 2 per Heun step of the preset's chain
+    scores = evaluate(reloaded, DATASETS.build(reloaded.recipe.data), reloaded.recipe.eval.model_copy(
+        update={"n_samples": 64}))
+    assert scores["generation_evaluations"] == reloaded.sampler.generation_evaluations == \
+        2 * round(reloaded.sampler.config.generate_time / (reloaded.sampler.config.generate_dt or
+                                                           reloaded.sampler.config.dt))
 
 
 def test_energy_loss_needs_the_flow_batch():

@@ -26,6 +26,7 @@ METRIC_NAMES = {
     "samples_finite": "1 if every generated sample is finite",
     "fid": "FID (pytorch-fid's Inception) to the reference images (lower is better)",
     "fd_fmnist": "Fréchet distance in a Fashion-MNIST classifier's features to the test split (lower is better)",
+    "generation_evaluations": "∇ₓE evaluations per generated sample (NFE)",
 }
 
 
@@ -103,7 +104,8 @@ def model_card(config: dict, repo_id: str | None, *, metrics: dict | None = None
         for key, value in metrics.items():
             if key in ("weights", "n_samples", "fid_samples") or not isinstance(value, (int, float)):
                 continue
-            lines.append(f"| {key} | {value:.4f} | {METRIC_NAMES.get(key, '')} |")
+            shown = str(value) if isinstance(value, int) else f"{value:.4f}"
+            lines.append(f"| {key} | {shown} | {METRIC_NAMES.get(key, '')} |")
     else:
         lines.append(f"Not evaluated before it was pushed; `ebmkit eval hf://{repo_id}` computes the metrics.")
     if command:
