@@ -9,14 +9,24 @@ data (`ebmkit.data.transform`) N(0, I) matches the data's overall scale.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
 from ebmkit.registry import Options
 
+
+
+def _ordered(box: tuple[float, float]) -> tuple[float, float]:
+    if box[1] <= box[0]:
+        raise ValueError(f"high ({box[1]}) must exceed low ({box[0]})")
+    return box
+
+
+Box = Annotated[tuple[float, float], AfterValidator(_ordered)]
+"""[low, high] with low < high: a chain's clamp (`replay`, `tempered_langevin`)."""
 
 class Source(Options):
     """One source distribution: ``prior``, ``normal`` N(0, std² I) or ``uniform`` U[low, high)^d."""

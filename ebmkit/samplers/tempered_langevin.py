@@ -27,14 +27,14 @@ import math
 from typing import Any, Literal, Optional
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from torch import Tensor
 
 import ebmkit.random as rnd
 import ebmkit.temperatures  # noqa: F401  (registers the temperature schedules)
 from ebmkit.registry import SAMPLERS, TEMPERATURES
 from ebmkit.samplers.base import Sampler, SamplerOptions, chain_move
-from ebmkit.samplers.sources import SourceOptions
+from ebmkit.samplers.sources import Box, SourceOptions
 from ebmkit.types import SampleRecord, TrainingBatch
 
 
@@ -57,7 +57,7 @@ class TemperedLangevinSampler(Sampler):
                                  "the positives and the rest at the source (EM's split_negative)")
         same_temperature: bool = Field(True, description="data-started chains follow ε(t) too (EM's "
                                                          "same_temperature_scheduler); false: ε's final value throughout")
-        clamp: Optional[tuple[float, float]] = Field(None, description="[low, high]: clamp the chain's last point "
+        clamp: Optional[Box] = Field(None, description="[low, high]: clamp the chain's last point "
                                                                        "(EM images: [−1, 1]); null: none")
         integrator: Literal["heun", "euler"] = Field("heun", description="generation's scheme (EM: torchsde heun)")
         generate_time: float = Field(3.25, gt=0, description="τ_s, generation's end time (EM CIFAR-10: 3.25)")
@@ -67,12 +67,6 @@ class TemperedLangevinSampler(Sampler):
         @classmethod
         def _known_temperature(cls, spec):
             return TEMPERATURES.validate(spec)
-
-        @model_validator(mode="after")
-        def _ordered_clamp(self):
-            if self.clamp is not None and self.clamp[1] <= self.clamp[0]:
-                raise ValueError(f"clamp: high ({self.clamp[1]}) must exceed low ({self.clamp[0]})")
-            return self
 
     @classmethod
     def provides(cls, options) -> frozenset[str]:
