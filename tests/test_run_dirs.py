@@ -52,8 +52,11 @@ def start_training(out: Path, steps: int, *extra, saved: int = 0) -> subprocess.
     env = {**os.environ, "EBMKIT_NO_PLUGINS": "1", "COLUMNS": "80"}
     sets = [a for k, v in {**TINY, "train.steps": steps, "train.checkpoint_every": 20}.items()
             for a in ("--set", f"{k}={v}")]
+    # SIGINT back to its default in the child: a suite started in the background by a non-interactive
+    # shell inherits it ignored, and Python then installs no KeyboardInterrupt for it
     proc = subprocess.Popen([sys.executable, "-m", "ebmkit", "train", "--no-progress", "--out", str(out), *sets,
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while (saved_step(out) or 0) < saved or saved_step(out) is None:
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
