@@ -4,11 +4,8 @@ step pinned to hand computations, its restarts and write-back rules, its buffer 
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +19,8 @@ from ebmkit.registry import DIVERGENCES, SAMPLERS
 from ebmkit.samplers.replay import write_rows
 from ebmkit.training import Trainer
 from ebmkit.training.checkpoint import load_checkpoint
-from helpers import assert_one_line_error, needs_fashion_mnist
+from helpers import (assert_one_line_error, assert_same_checkpoints, needs_fashion_mnist,
+                     sigkill_after_checkpoint)
 
 
 class Linear(nn.Module):
@@ -277,12 +275,6 @@ def _sets(changes):
     return [a for key, value in changes.items() for a in ("--set", f"{key}={json.dumps(value)}")]
 
 
-def _checkpoint_step(run: Path) -> int:
-    try:
-        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return -1
-
 
 def test_sigkill_then_resume_is_bitwise_identical_buffer_included(tmp_path):
     steps, sets = "1500", _sets({**TINY, "train.checkpoint_every": 50, "train.log_every": 50})
@@ -291,24 +283,13 @@ def test_sigkill_then_resume_is_bitwise_identical_buffer_included(tmp_path):
     assert p.wait(timeout=600) == 0, p.stderr.read()
 
     p = _cli("train", "--recipe", "pcd", "--steps", steps, "--out", str(cut), "--no-progress", *sets)
-    deadline = time.time() + 300
-    while _checkpoint_step(cut) < 200 and time.time() < deadline and p.poll() is None:
-        time.sleep(0.02)
-    assert p.poll() is None, "training finished before it could be killed; make the run longer"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    killed_at = _checkpoint_step(cut)
+    killed_at = sigkill_after_checkpoint(p, cut, 200)
     assert 200 <= killed_at < int(steps)
 
     p = _cli("train", "--resume", str(cut), "--no-progress")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     assert f"at step {killed_at}" in p.stderr.read()
-    for name in ("model", "ema", "optimizer"):
-        a = load_file(str(ref / "checkpoint" / f"{name}.safetensors"))
-        b = load_file(str(cut / "checkpoint" / f"{name}.safetensors"))
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume"
+    a = assert_same_checkpoints(ref, cut)
     assert "state.sampler.buffer" in a  # the optimizer file holds the buffer: compared above
     start = load_file(str(ref / "checkpoint" / "optimizer.safetensors"))["state.sampler.buffer"]
     assert start.shape == (1, 128, 2)

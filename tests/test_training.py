@@ -2,19 +2,16 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from ebmkit import Recipe
 from ebmkit.training import CheckpointError, Trainer, TrainingError
 from ebmkit.training.checkpoint import load_checkpoint
+from helpers import assert_same_checkpoints, sigkill_after_checkpoint
 
 TINY = [
     "--set", "network.width=16", "--set", "network.depth=1", "--set", "sampler.n_steps=5",
@@ -29,12 +26,6 @@ def _cli(*args, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _checkpoint_step(run: Path) -> int:
-    try:
-        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return -1
-
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     steps = "400"
@@ -43,25 +34,13 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert p.wait(timeout=600) == 0, p.stderr.read()
 
     p = _cli("train", "--steps", steps, "--out", str(cut), "--no-progress", *TINY)
-    deadline = time.time() + 300
-    while _checkpoint_step(cut) < 100 and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
-    assert p.poll() is None, "training finished before it could be killed; make the run longer"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    killed_at = _checkpoint_step(cut)
+    killed_at = sigkill_after_checkpoint(p, cut, 100)
     assert 100 <= killed_at < int(steps)
 
     p = _cli("train", "--resume", str(cut), "--no-progress")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     assert f"at step {killed_at}" in p.stderr.read()
-
-    for name in ("model", "ema", "optimizer"):
-        a = load_file(str(ref / "checkpoint" / f"{name}.safetensors"))
-        b = load_file(str(cut / "checkpoint" / f"{name}.safetensors"))
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume"
+    assert_same_checkpoints(ref, cut)
     # the log has no duplicated steps from the work redone after the kill
     steps_logged = [json.loads(line)["step"] for line in (cut / "stats.jsonl").read_text().splitlines()]
     assert steps_logged == sorted(set(steps_logged))
