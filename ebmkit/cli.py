@@ -698,7 +698,7 @@ def hub_publish_zoo(
         models = zoo.plan(org, names, _names(data), bench_dir)
         to_train = [m for m in models if not m.finished]
         for m in models:
-            source = m.run_dir if m.finished else f"train into {m.run_dir}"
+            source = m.run_dir if m.finished else f"train {m.steps:,} steps into {m.run_dir}"
             err.print(f"{m.repo_id} ← {source}", highlight=False, soft_wrap=True)
         if dry_run:
             err.print(f"dry run: {len(models)} models, {len(to_train)} to train first; nothing pushed", soft_wrap=True)

@@ -33,6 +33,7 @@ class ZooModel:
     run_dir: Path
     repo_id: str
     finished: bool  # the run exists, evaluated; otherwise it is trained first
+    steps: int  # the preset's training budget, shown before anything is trained
 
     @property
     def metrics(self) -> dict | None:
@@ -60,7 +61,7 @@ def presets_2d() -> list[str]:
 
 def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Path) -> list[ZooModel]:
     """The zoo's models, each with its run under ``bench_dir/runs`` (a `bench toy` output's layout)."""
-    from ebmkit.bench import CELL
+    from ebmkit.bench import CELL, recipe_for
 
     available = presets_2d()
     recipes = recipes or available
@@ -75,7 +76,8 @@ def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Pa
         for data in datasets:
             run = bench_dir / "runs" / f"{recipe}-{data}-s{SEED}"
             finished = (run / CELL).is_file() and (run / "model.safetensors").is_file() and (run / "eval.json").is_file()
-            models.append(ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished))
+            steps = recipe_for(recipe, data, SEED, {}).train.steps
+            models.append(ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, steps))
     return models
 
 

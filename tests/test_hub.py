@@ -294,6 +294,15 @@ def test_publish_zoo_pushes_every_model_once_and_each_pulls_back(hub, tmp_path):
     assert git(hub["mirrors"] / "models" / "zoo" / "drl-8gaussians", "rev-parse", "main") == commits
 
 
+def test_publish_zoo_dry_run_says_what_it_would_train_and_for_how_long(hub, tmp_path):
+    dry = ebmkit(hub, "hub", "publish-zoo", "zoo", "--from", str(tmp_path / "bench"), "--recipes", "ddaebm_paper,drl",
+                 "--data", "pinwheel", "--dry-run")
+    assert f"zoo/ddaebm_paper-pinwheel ← train 180,000 steps into {tmp_path / 'bench' / 'runs'}" in dry.stderr
+    assert "zoo/drl-pinwheel ← train 1,800 steps into" in dry.stderr
+    assert "dry run: 2 models, 2 to train first; nothing pushed" in dry.stderr
+    assert not (tmp_path / "bench").exists()
+
+
 def test_publish_zoo_refuses_what_is_not_a_2d_preset_in_one_line(hub, tmp_path):
     one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "publish-zoo", "zoo", "--from", str(tmp_path),
                        "--recipes", "drl_fmnist", "--dry-run"), "not a 2D preset: drl_fmnist", "drl, ")
