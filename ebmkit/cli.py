@@ -696,9 +696,10 @@ def hub_publish_zoo(
     names = _names(recipes) or None
     try:
         models = zoo.plan(org, names, _names(data), bench_dir)
-        to_train = [m for m in models if not m.finished]
+        to_train = [m for m in models if not m.finished and not m.diverged]
         for m in models:
-            source = m.run_dir if m.finished else f"train {m.steps:,} steps into {m.run_dir}"
+            source = (m.run_dir if m.finished else f"diverged at step {m.diverged_at} in {m.run_dir}, not published"
+                      if m.diverged else f"train {m.steps:,} steps into {m.run_dir}")
             err.print(f"{m.repo_id} ← {source}", highlight=False, soft_wrap=True)
         if dry_run:
             err.print(f"dry run: {len(models)} models, {len(to_train)} to train first; nothing pushed", soft_wrap=True)
@@ -707,9 +708,13 @@ def hub_publish_zoo(
             _fail("not published (pass --yes to publish without asking)")
         pushed = 0
         for m in models:
-            if not m.finished:
+            if not m.finished and not m.diverged:
                 err.print(f"training {m.recipe} on {m.data} …", highlight=False, soft_wrap=True)
                 zoo.train(m)
+            if m.diverged:  # one preset that cannot train on one set does not hold the zoo back
+                err.print(f"[yellow]warning:[/] {m.repo_id}: not published, its run diverged at step {m.diverged_at}: "
+                          f"{escape(m.diverged)}", highlight=False, soft_wrap=True)
+                continue
             model = EnergyModel.from_run(m.run_dir)
             if zoo.current(m, model):
                 err.print(f"{m.repo_id}: up to date", highlight=False, soft_wrap=True)
@@ -722,8 +727,10 @@ def hub_publish_zoo(
         (bench_dir / "zoo.md").write_text(zoo.table(models, command))
     except (*_user_errors(), zoo.ZooError) as exc:
         _fail(str(exc))
-    err.print(f"published {pushed} of {len(models)} models, {len(models) - pushed} up to date; table: "
-              f"{bench_dir / 'zoo.md'}", highlight=False, soft_wrap=True)
+    diverged = sum(bool(m.diverged) for m in models)
+    err.print(f"published {pushed} of {len(models)} models, {len(models) - pushed - diverged} up to date"
+              + (f", {diverged} diverged" if diverged else "") + f"; table: {bench_dir / 'zoo.md'}",
+              highlight=False, soft_wrap=True)
 
 
 def _hub_endpoint() -> str:

@@ -21,7 +21,7 @@ TABLE_METRICS = (("sw", "SW", 3), ("energy_auc", "AUC", 3), ("grid_log_likelihoo
 
 
 class ZooError(ValueError):
-    """A zoo that cannot be built as asked (an unknown or non-2D preset, a diverged run)."""
+    """A zoo that cannot be built as asked (an unknown or non-2D preset, an unknown toy set)."""
 
 
 @dataclass
@@ -34,6 +34,8 @@ class ZooModel:
     repo_id: str
     finished: bool  # the run exists, evaluated; otherwise it is trained first
     steps: int  # the preset's training budget, shown before anything is trained
+    diverged: str | None = None  # why the divergence watch stopped its run: it is not published
+    diverged_at: int | None = None
 
     @property
     def metrics(self) -> dict | None:
@@ -61,7 +63,7 @@ def presets_2d() -> list[str]:
 
 def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Path) -> list[ZooModel]:
     """The zoo's models, each with its run under ``bench_dir/runs`` (a `bench toy` output's layout)."""
-    from ebmkit.bench import CELL, recipe_for
+    from ebmkit.bench import CELL, finished_cell, recipe_for
 
     available = presets_2d()
     recipes = recipes or available
@@ -76,19 +78,24 @@ def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Pa
         for data in datasets:
             run = bench_dir / "runs" / f"{recipe}-{data}-s{SEED}"
             finished = (run / CELL).is_file() and (run / "model.safetensors").is_file() and (run / "eval.json").is_file()
-            steps = recipe_for(recipe, data, SEED, {}).train.steps
-            models.append(ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, steps))
+            resolved = recipe_for(recipe, data, SEED, {})
+            # a cell of this recipe that the divergence watch stopped would stop the same way again
+            model = ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, resolved.train.steps)
+            row = None if finished else finished_cell(run, resolved)
+            if row is not None and "diverged" in row:
+                model.diverged, model.diverged_at = row["diverged"], row.get("diverged_at")
+            models.append(model)
     return models
 
 
 def train(model: ZooModel) -> None:
-    """Train and evaluate a zoo model as `ebmkit bench toy` does its seed-0 cell."""
+    """Train and evaluate a zoo model as `ebmkit bench toy` does its seed-0 cell; a run the
+    divergence watch stops is recorded as such (``model.diverged``) and not published."""
     from ebmkit.bench import train_and_score
 
     row = train_and_score(model.recipe, model.data, SEED, {}, str(model.run_dir))
-    if "diverged" in row:
-        raise ZooError(f"{model.recipe} on {model.data} diverged, nothing to publish: {row['diverged']}")
-    model.finished = True
+    model.diverged, model.diverged_at = row.get("diverged"), row.get("diverged_at")
+    model.finished = model.diverged is None
 
 
 def command(model: ZooModel) -> str:
@@ -122,8 +129,9 @@ def table(models: list[ZooModel], command: str) -> str:
     lines = ["| model | recipe | data | " + " | ".join(label for _, label, _ in TABLE_METRICS) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in TABLE_METRICS) + " |"]
     for m in models:
-        metrics = m.metrics or {}
+        metrics = {} if m.diverged else (m.metrics or {})
         cells = [f"{metrics[key]:.{digits}f}" if isinstance(metrics.get(key), (int, float)) else "—"
                  for key, _, digits in TABLE_METRICS]
-        lines.append(f"| `{m.repo_id}` | {m.recipe} | {m.data} | " + " | ".join(cells) + " |")
+        model = f"diverged at step {m.diverged_at}, not published" if m.diverged else f"`{m.repo_id}`"
+        lines.append(f"| {model} | {m.recipe} | {m.data} | " + " | ".join(cells) + " |")
     return f"`{command}`\n\n" + "\n".join(lines) + "\n"

@@ -303,6 +303,29 @@ def test_publish_zoo_dry_run_says_what_it_would_train_and_for_how_long(hub, tmp_
     assert not (tmp_path / "bench").exists()
 
 
+def test_publish_zoo_skips_a_run_that_diverged_and_says_so(hub, tmp_path):
+    from ebmkit.bench import recipe_for
+
+    bench = tmp_path / "bench"
+    run = bench / "runs" / "drl-pinwheel-s0"  # a benchmark cell the divergence watch stopped: no weights
+    run.mkdir(parents=True)
+    row = {"recipe": "drl", "data": "pinwheel", "seed": 0, "seconds": 1.0, "diverged_at": 7,
+           "diverged": "sampler 'langevin' blew up at step 7"}
+    (run / "cell.json").write_text(json.dumps({"recipe": recipe_for("drl", "pinwheel", 0, {}).model_dump(mode="json"),
+                                               "row": row}))
+    args = ("hub", "publish-zoo", "zoo-diverged", "--from", str(bench), "--recipes", "drl", "--data", "pinwheel")
+    dry = ebmkit(hub, *args, "--dry-run")
+    assert f"zoo-diverged/drl-pinwheel ← diverged at step 7 in {run}, not published" in dry.stderr
+    assert "dry run: 1 models, 0 to train first; nothing pushed" in dry.stderr
+
+    first = ebmkit(hub, *args, "--yes", endpoint="upload", token=True)
+    assert "zoo-diverged/drl-pinwheel: not published, its run diverged at step 7: sampler 'langevin' blew up" in first.stderr
+    assert "published 0 of 1 models, 0 up to date, 1 diverged" in first.stderr
+    assert "| diverged at step 7, not published | drl | pinwheel | — | — | — |" in (bench / "zoo.md").read_text()
+    assert not (hub["mirrors"] / "models" / "zoo-diverged").exists()
+    assert not (run / "model.safetensors").exists()  # nothing was trained again
+
+
 def test_publish_zoo_refuses_what_is_not_a_2d_preset_in_one_line(hub, tmp_path):
     one_line_error(cli(hub, sys.executable, "-m", "ebmkit", "hub", "publish-zoo", "zoo", "--from", str(tmp_path),
                        "--recipes", "drl_fmnist", "--dry-run"), "not a 2D preset: drl_fmnist", "drl, ")
