@@ -696,10 +696,10 @@ def hub_publish_zoo(
     names = _names(recipes) or None
     try:
         models = zoo.plan(org, names, _names(data), bench_dir)
-        to_train = [m for m in models if not m.finished and not m.diverged]
+        to_train = [m for m in models if m.to_train]
         for m in models:
-            source = (m.run_dir if m.finished else f"diverged at step {m.diverged_at} in {m.run_dir}, not published"
-                      if m.diverged else f"train {m.steps:,} steps into {m.run_dir}")
+            source = (f"train {m.steps:,} steps into {m.run_dir}" if m.to_train else
+                      f"diverged at step {m.diverged_at} in {m.run_dir}, not published" if m.diverged else m.run_dir)
             err.print(f"{m.repo_id} ← {source}", highlight=False, soft_wrap=True)
         if dry_run:
             err.print(f"dry run: {len(models)} models, {len(to_train)} to train first; nothing pushed", soft_wrap=True)
@@ -708,7 +708,7 @@ def hub_publish_zoo(
             _fail("not published (pass --yes to publish without asking)")
         pushed = 0
         for m in models:
-            if not m.finished and not m.diverged:
+            if m.to_train:
                 err.print(f"training {m.recipe} on {m.data} …", highlight=False, soft_wrap=True)
                 zoo.train(m)
             if m.diverged:  # one preset that cannot train on one set does not hold the zoo back

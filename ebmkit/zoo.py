@@ -38,6 +38,11 @@ class ZooModel:
     diverged_at: int | None = None
 
     @property
+    def to_train(self) -> bool:
+        """Neither finished nor known to diverge: publishing trains it first."""
+        return not self.finished and self.diverged is None
+
+    @property
     def metrics(self) -> dict | None:
         path = self.run_dir / "eval.json"
         return json.loads(path.read_text()) if path.is_file() else None
@@ -79,8 +84,8 @@ def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Pa
             run = bench_dir / "runs" / f"{recipe}-{data}-s{SEED}"
             finished = (run / CELL).is_file() and (run / "model.safetensors").is_file() and (run / "eval.json").is_file()
             resolved = recipe_for(recipe, data, SEED, {})
-            # a cell of this recipe that the divergence watch stopped would stop the same way again
             model = ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, resolved.train.steps)
+            # a cell of this recipe that the divergence watch stopped would stop the same way again
             row = None if finished else finished_cell(run, resolved)
             if row is not None and "diverged" in row:
                 model.diverged, model.diverged_at = row["diverged"], row.get("diverged_at")
