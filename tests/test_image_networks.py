@@ -116,6 +116,24 @@ def test_resnet_linear_head_gives_vectors_and_temb_head_refuses_them():
         build_network(RESNET, shape=SHAPE, num_levels=4, out_dim=16)
 
 
+@pytest.mark.parametrize("activation, smooth", [("lrelu", False), ("silu", True)])
+def test_resnet_silu_gives_a_smooth_gradient_field_and_lrelu_a_piecewise_constant_one(activation, smooth):
+    """The leaky-ReLU net is piecewise linear, so its Hessian-vector product is exactly 0 (∇ₓE is
+    piecewise constant); SiLU's is not."""
+    net = randomise(build_network({**RESNET, "head": "linear", "spectral_norm": False, "activation": activation},
+                                  shape=SHAPE, num_levels=1, out_dim=1))
+    x = torch.randn(1, *SHAPE, requires_grad=True)
+    v = torch.randn_like(x)
+    (g,) = torch.autograd.grad(net(x, levels(1, 0)).sum(), x, create_graph=True)
+    (hv,) = torch.autograd.grad((g * v).sum(), x, allow_unused=True, materialize_grads=True)
+    assert (hv.abs().max() > 1e-6) == smooth
+    if activation == "silu":  # every nonlinearity replaced: the features are SiLU's, not ReLU's
+        captured = {}
+        net.blocks[-1].register_forward_hook(lambda m, i, o: captured.setdefault("h", o))
+        e = net(x, levels(1, 0))
+        torch.testing.assert_close(e, net.head(torch.nn.functional.silu(captured["h"]).sum((2, 3))).squeeze(1))
+
+
 def test_a_vector_network_on_images_names_the_image_networks():
     with pytest.raises(ComponentError, match="'mlp' does not take shape=.*use one of: unet, resnet"):
         build_network({"name": "mlp"}, shape=SHAPE, num_levels=4, out_dim=1)

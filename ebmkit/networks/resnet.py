@@ -7,7 +7,9 @@ IGEBM-style energy/value, and (small) DDAEBM's variational encoder.
 ResBlock (DRL, Gao et al. 2021, network.py): h = conv(lrelu(x)); h += Dense(lrelu(temb))
 (CDRL: lrelu after the dense too); h = γ · conv(lrelu(h)) with a learnable per-channel γ;
 out = shortcut(x) + h. Leaky-ReLU slope 0.2, no normalisation, optional spectral norm on every
-conv and on the level embedding's dense layers.
+conv and on the level embedding's dense layers. ``activation: silu`` replaces the leaky-ReLUs on
+the image path and the final ReLU by SiLU: a piecewise-linear energy has a piecewise-constant
+∇ₓE, a poor velocity field for a flow trained on −∇ₓE (`energy_matching`).
 
 Heads: ``temb`` — DRL's Σ_c w_c(t) Σ_{hw} relu(h)_{chw}, the level entering multiplicatively
 (scalar outputs only); ``linear`` — Linear(C, out_dim) on the summed features (DxMI's IGEBM
@@ -27,11 +29,13 @@ from ebmkit.networks.embedding import LevelEmbedding
 from ebmkit.registry import NETWORKS, Options
 
 SLOPE = 0.2  # leaky-ReLU slope of DRL's and IGEBM's code (TF default)
+ACTIVATIONS = {"lrelu": lambda x: F.leaky_relu(x, SLOPE), "silu": F.silu}
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, temb_dim: int, temb_activation: bool):
+    def __init__(self, c_in: int, c_out: int, temb_dim: int, temb_activation: bool, activation: str = "lrelu"):
         super().__init__()
+        self.act = ACTIVATIONS[activation]
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.temb = nn.Linear(temb_dim, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
@@ -40,10 +44,10 @@ class ResBlock(nn.Module):
         self.temb_activation = temb_activation
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
-        h = self.conv1(F.leaky_relu(x, SLOPE))
+        h = self.conv1(self.act(x))
         t = self.temb(F.leaky_relu(temb, SLOPE))
         h = h + (F.leaky_relu(t, SLOPE) if self.temb_activation else t)[:, :, None, None]
-        h = self.conv2(F.leaky_relu(h, SLOPE)) * self.gamma[None, :, None, None]
+        h = self.conv2(self.act(h)) * self.gamma[None, :, None, None]
         return self.shortcut(x) + h
 
 
@@ -61,6 +65,9 @@ class ResNet(nn.Module):
         temb_activation: bool = Field(False, description="lrelu after each block's level projection (CDRL; DRL: off)")
         head: Literal["temb", "linear"] = Field("temb", description="'temb': DRL's level-weighted sum (scalar output); 'linear'")
         spectral_norm: bool = Field(True, description="spectral-normalise every conv and the level embedding (DRL, CDRL)")
+        activation: Literal["lrelu", "silu"] = Field(
+            "lrelu", description="the image path's nonlinearity: leaky-ReLU 0.2 (DRL, CDRL, IGEBM) then ReLU before "
+                                 "the sum, or SiLU for both (a smooth ∇ₓE)")
 
     def __init__(self, options: Options, *, dim: int, num_levels: int, out_dim: int = 1,
                  shape: tuple[int, ...] | None = None):
@@ -78,7 +85,7 @@ class ResNet(nn.Module):
         blocks, ch = [], c.channels
         for i, mult in enumerate(c.channel_mult):
             for _ in range(c.num_res_blocks):
-                blocks.append(ResBlock(ch, c.channels * mult, c.temb_dim, c.temb_activation))
+                blocks.append(ResBlock(ch, c.channels * mult, c.temb_dim, c.temb_activation, c.activation))
                 ch = c.channels * mult
             blocks.append(nn.AvgPool2d(2) if i < len(c.channel_mult) - 1 else nn.Identity())
         self.blocks = nn.ModuleList(blocks)
@@ -94,7 +101,7 @@ class ResNet(nn.Module):
         h = self.inp(x.reshape(x.shape[0], *self.shape))
         for block in self.blocks:
             h = block(h, temb) if isinstance(block, ResBlock) else block(h)
-        features = F.relu(h).sum(dim=(2, 3))
+        features = (F.relu(h) if self.config.activation == "lrelu" else F.silu(h)).sum(dim=(2, 3))
         if self.config.head == "temb":
             return (features * self.head(F.leaky_relu(temb, SLOPE))).sum(1)
         out = self.head(features)
