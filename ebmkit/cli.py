@@ -684,6 +684,8 @@ def hub_publish_zoo(
     recipes: List[str] = typer.Option([], "--recipes", "-r", help="2D presets (default: every registered one)"),
     data: List[str] = typer.Option(["8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll"], "--data",
                                    "-d", help="toy sets, comma-separated or repeated"),
+    sets: List[str] = typer.Option([], "--set", "-s", help="the `bench toy --set` changes the benchmark was run with: "
+                                   "a cell counts only if it trained the preset with exactly these"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be trained and pushed; push nothing"),
     yes: bool = typer.Option(False, "--yes", "-y", help="publish without asking"),
 ):
@@ -695,7 +697,7 @@ def hub_publish_zoo(
 
     names = _names(recipes) or None
     try:
-        models = zoo.plan(org, names, _names(data), bench_dir)
+        models = zoo.plan(org, names, _names(data), bench_dir, parse_sets(sets))
         to_train = [m for m in models if m.to_train]
         for m in models:
             source = (f"train {m.steps:,} steps into {m.run_dir}" if m.to_train else
@@ -723,7 +725,8 @@ def hub_publish_zoo(
                                        command=zoo.command(m))
             pushed += 1
             err.print(f"{m.repo_id}: pushed, commit {commit}", highlight=False, soft_wrap=True)
-        command = f"ebmkit hub publish-zoo {org} --from {bench_dir}" + (f" --recipes {','.join(names)}" if names else "")
+        command = (f"ebmkit hub publish-zoo {org} --from {bench_dir}" + (f" --recipes {','.join(names)}" if names else "")
+                   + "".join(f" --set {item}" for item in sets))
         (bench_dir / "zoo.md").write_text(zoo.table(models, command))
     except (*_user_errors(), zoo.ZooError) as exc:
         _fail(str(exc))

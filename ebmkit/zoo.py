@@ -12,7 +12,7 @@ sets (`ebmkit.data.toy`): new recipes, plugins' included, join by themselves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TOY_SETS = ("8gaussians", "25gaussians", "checkerboard", "pinwheel", "swissroll")
@@ -36,6 +36,7 @@ class ZooModel:
     steps: int  # the preset's training budget, shown before anything is trained
     diverged: str | None = None  # why the divergence watch stopped its run: it is not published
     diverged_at: int | None = None
+    changes: dict = field(default_factory=dict)  # the `--set` changes its benchmark cell was trained with
 
     @property
     def to_train(self) -> bool:
@@ -66,8 +67,11 @@ def presets_2d() -> list[str]:
     return names
 
 
-def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Path) -> list[ZooModel]:
-    """The zoo's models, each with its run under ``bench_dir/runs`` (a `bench toy` output's layout)."""
+def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Path,
+         changes: dict | None = None) -> list[ZooModel]:
+    """The zoo's models, each with its run under ``bench_dir/runs`` (a `bench toy` output's layout),
+    the presets with ``changes`` (`--set`, as the benchmark was run with) applied."""
+    changes = changes or {}
     from ebmkit.bench import CELL, finished_cell, recipe_for
 
     available = presets_2d()
@@ -82,11 +86,14 @@ def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Pa
     for recipe in recipes:
         for data in datasets:
             run = bench_dir / "runs" / f"{recipe}-{data}-s{SEED}"
-            finished = (run / CELL).is_file() and (run / "model.safetensors").is_file() and (run / "eval.json").is_file()
-            resolved = recipe_for(recipe, data, SEED, {})
-            model = ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, resolved.train.steps)
+            resolved = recipe_for(recipe, data, SEED, changes)
+            # a cell counts only if it trained this very recipe: one of an older preset is trained again
+            row = finished_cell(run, resolved)
+            finished = (row is not None and "diverged" not in row and (run / "model.safetensors").is_file()
+                        and (run / "eval.json").is_file())
+            model = ZooModel(recipe, data, run, f"{org}/{recipe}-{data}", finished, resolved.train.steps,
+                             changes=changes)
             # a cell of this recipe that the divergence watch stopped would stop the same way again
-            row = None if finished else finished_cell(run, resolved)
             if row is not None and "diverged" in row:
                 model.diverged, model.diverged_at = row["diverged"], row.get("diverged_at")
             models.append(model)
@@ -98,14 +105,17 @@ def train(model: ZooModel) -> None:
     divergence watch stops is recorded as such (``model.diverged``) and not published."""
     from ebmkit.bench import train_and_score
 
-    row = train_and_score(model.recipe, model.data, SEED, {}, str(model.run_dir))
+    row = train_and_score(model.recipe, model.data, SEED, model.changes, str(model.run_dir))
     model.diverged, model.diverged_at = row.get("diverged"), row.get("diverged_at")
     model.finished = model.diverged is None
 
 
 def command(model: ZooModel) -> str:
     """The command that trains the model as its benchmark cell did (`ebmkit.bench.recipe_for`)."""
-    return f"ebmkit train --recipe {model.recipe} --data {model.data} --set train.seed={SEED} --set train.threads=1"
+    sets = "".join(f" --set {key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+                   for key, value in model.changes.items())
+    return (f"ebmkit train --recipe {model.recipe} --data {model.data}{sets} --set train.seed={SEED} "
+            "--set train.threads=1")
 
 
 def current(model: ZooModel, energy_model) -> bool:

@@ -268,7 +268,7 @@ def test_publish_zoo_pushes_every_model_once_and_each_pulls_back(hub, tmp_path):
     ebmkit(hub, "bench", "toy", "--recipes", "drl,drl_vp", "--data", "8gaussians,checkerboard", "--seeds", "1",
            "--out", str(bench), *ZOO_SETS)
     args = ("hub", "publish-zoo", "zoo", "--from", str(bench), "--recipes", "drl,drl_vp", "--data",
-            "8gaussians,checkerboard")
+            "8gaussians,checkerboard", *ZOO_SETS)  # the cells' --set changes: each matches its recipe
     dry = ebmkit(hub, *args, "--dry-run", endpoint="upload", token=True)
     assert "dry run: 4 models, 0 to train first; nothing pushed" in dry.stderr
     assert not (hub["mirrors"] / "models" / "zoo").exists()
@@ -286,7 +286,9 @@ def test_publish_zoo_pushes_every_model_once_and_each_pulls_back(hub, tmp_path):
             assert any(f"`{repo}` | {recipe} | {data} | {sw:.3f} |" in row for row in rows), rows
             card = ModelCard(git(hub["mirrors"] / "models" / "zoo" / f"{recipe}-{data}", "show", "main:README.md"))
             assert card.data.to_dict()["ebmkit"]["metrics"]["sw"] == sw
-            assert f"ebmkit train --recipe {recipe} --data {data} --set train.seed=0 --set train.threads=1" in card.text
+            sets = " ".join(ZOO_SETS)
+            assert f"ebmkit train --recipe {recipe} --data {data} {sets} --set train.seed=0 --set train.threads=1" \
+                in card.text
 
     commits = git(hub["mirrors"] / "models" / "zoo" / "drl-8gaussians", "rev-parse", "main")
     second = ebmkit(hub, *args, "--yes", endpoint="upload", token=True)
@@ -301,6 +303,25 @@ def test_publish_zoo_dry_run_says_what_it_would_train_and_for_how_long(hub, tmp_
     assert "zoo/drl-pinwheel ← train 1,800 steps into" in dry.stderr
     assert "dry run: 2 models, 2 to train first; nothing pushed" in dry.stderr
     assert not (tmp_path / "bench").exists()
+
+
+def test_publish_zoo_trains_again_a_cell_of_an_older_preset(hub, tmp_path):
+    """A finished cell whose recorded recipe is not the preset's any more (a preset retuned since)
+    is not published as that preset: the dry run lists it to train."""
+    from ebmkit.bench import recipe_for
+
+    run = tmp_path / "bench" / "runs" / "drl-pinwheel-s0"
+    run.mkdir(parents=True)
+    older = recipe_for("drl", "pinwheel", 0, {"train.lr": 5e-4})
+    (run / "cell.json").write_text(json.dumps({"recipe": older.model_dump(mode="json"),
+                                               "row": {"recipe": "drl", "data": "pinwheel", "seed": 0, "sw": 0.1}}))
+    (run / "model.safetensors").write_bytes(b"weights of the older preset")
+    (run / "eval.json").write_text("{}")
+    dry = ebmkit(hub, "hub", "publish-zoo", "zoo", "--from", str(tmp_path / "bench"), "--recipes", "drl", "--data",
+                 "pinwheel", "--dry-run")
+    assert "zoo/drl-pinwheel ← train 1,800 steps into" in dry.stderr
+    assert "dry run: 1 models, 1 to train first; nothing pushed" in dry.stderr
+    assert (run / "model.safetensors").read_bytes() == b"weights of the older preset"  # a dry run touches nothing
 
 
 def test_publish_zoo_skips_a_run_that_diverged_and_says_so(hub, tmp_path):
