@@ -115,6 +115,38 @@ def test_standardize_false_trains_the_numbers_as_given(tmp_path):
     assert json.loads((tmp_path / "raw" / "config.json").read_text())["data_transform"] is None
 
 
+def test_train_standardize_true_measures_a_built_in_set_and_resumes_with_it(tmp_path):
+    """train.standardize: true standardises a built-in set by 100,000 of its points (8gaussians:
+    mean 0, std √(2² + 0.02²)·… ≈ 2.02 per axis), records it in config.json, and a resumed run reads
+    it back rather than measuring again."""
+    recipe = Recipe.from_name("drl").override({**TINY, "train.standardize": True})
+    model = Trainer(recipe, tmp_path / "std", progress=False).fit()
+    x = DATASETS.build("8gaussians").sample(100_000, generator=torch.Generator().manual_seed(20_212)).double()
+    np.testing.assert_allclose(model.transform.shift_values, x.mean(0).numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.transform.scale_values, x.std(0, unbiased=False).numpy(), rtol=1e-12)
+    assert model.transform.scale_values == pytest.approx([2.02, 2.02], abs=0.02)
+    saved = json.loads((tmp_path / "std" / "config.json").read_text())["data_transform"]
+    assert saved == model.transform.to_config()
+    longer = recipe.override({"train.steps": 40})
+    resumed = Trainer(longer, tmp_path / "std", resume=True, progress=False).fit()
+    assert resumed.transform.to_config() == saved
+    # false keeps even a file's numbers as given; null (the default) follows the data set
+    raw = train_file(tmp_path, points() * 100, "raw", **{"train.standardize": False})
+    assert raw.transform is None
+
+
+def test_train_standardize_true_refuses_images_in_one_line(tmp_path):
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    r = run("train", "--no-progress", "--data", "image_folder", "--set", f"data.root={tmp_path}", "--set",
+            "train.standardize=true", "--set", "train.steps=1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(r, "train.standardize: true is for point data", "image set",
+                          "set train.standardize to null or false")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_train_says_what_it_did_to_the_data(tmp_path):
     np.save(tmp_path / "big.npy", points() * 1e8)
     r = run("train", "--no-progress", "--data", str(tmp_path / "big.npy"), "--out", str(tmp_path / "run"),

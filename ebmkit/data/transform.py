@@ -73,3 +73,25 @@ class Standardize(nn.Module):
 
     def extra_repr(self) -> str:
         return self.describe()
+
+
+MEASURED_POINTS, MEASURED_SEED = 100_000, 20_212  # its own stream, as `ebmkit.data.summary`'s
+
+
+def standardization_for(dataset, standardize: bool | None) -> Standardize | None:
+    """The transform a run trains in (``train.standardize``): the data set's own choice for None
+    (`Dataset.standardization`: a user's file yes, a built-in set no), none for False, and for
+    True the data set's, or one measured on 100,000 of its points. Images are refused: per-pixel
+    statistics would undo the [−1, 1] range every image preset is set in."""
+    if standardize is None:
+        return dataset.standardization()
+    if not standardize:
+        return None
+    if dataset.is_image:
+        raise ValueError(f"train.standardize: true is for point data; {dataset!r} is an image set (its pixels "
+                         "live in [−1, 1] already): set train.standardize to null or false")
+    own = dataset.standardization()
+    if own is not None:
+        return own
+    return Standardize.of(dataset.sample(MEASURED_POINTS, generator=torch.Generator().manual_seed(MEASURED_SEED)))
+

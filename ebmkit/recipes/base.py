@@ -131,6 +131,10 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)) after n updates")
     seed: int = 0
+    standardize: Optional[bool] = Field(
+        None, description="train on the points standardised per axis, z = (x − μ)/σ (ebmkit.data.transform): true, "
+                          "false, or null to follow the data set (a user's file: yes; a built-in set: no, it is "
+                          "defined at the presets' scale); point data only")
     device: str = Field("auto", description=DEVICES)
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; null keeps torch's default")
     log_every: int = Field(50, ge=1)

@@ -32,7 +32,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ebmkit.data import DATASETS
 from ebmkit.data.summary import summarize
-from ebmkit.data.transform import Standardize
+from ebmkit.data.transform import Standardize, standardization_for
 from ebmkit.loggers.base import missing_package
 from ebmkit.loggers.jsonl import read_rows
 from ebmkit.model import EnergyModel
@@ -254,7 +254,10 @@ class Trainer:
                                     f"{source['sha256'][:12]}… where the run recorded {then[:12]}…; resume needs the "
                                     "same data (restore it, or start a new run)")
         else:
-            self.transform = self.dataset.standardization()
+            try:
+                self.transform = standardization_for(self.dataset, self.recipe.train.standardize)
+            except ValueError as exc:
+                raise TrainingError(str(exc)) from None
         summary = summarize(self.dataset, self.transform)
         if not self.resume:  # a resumed recipe is the fitted one its run saved
             # absolute paths, so that the run resumes and evaluates from any working directory
