@@ -298,10 +298,10 @@ def test_energy_loss_needs_the_flow_batch():
 
 @pytest.mark.slow
 def test_energy_matching_learns_8gaussians(tmp_path):
-    """The 2D preset on one thread, its phases cut to 1,500 + 400 steps (about a minute and a half of
-    CPU): SW at 5,000 samples within twice the data-vs-data floor (the full preset reaches 1.36× at
-    10,000 samples: docs/recipes/energy_matching.md, "Measured"). Measured: SW 0.0724 against a floor
-    of 0.0579."""
+    """The 2D preset (standardised, ε_max 0.025, τ_s 2.5) on one thread, its phases cut to 1,500 + 400
+    steps (under three minutes of CPU): SW at 5,000 samples within 1.5× the data-vs-data floor
+    (benchmarks/RESULTS.md, "Energy Matching", has the full preset on five sets). Measured: SW
+    0.0622 against a floor of 0.0579 (1.07×), and 0.0585 against 0.0592 on 25gaussians."""
     torch.set_num_threads(1)
     recipe = Recipe.from_name("energy_matching")
     phases = [{**p.model_dump(), "steps": n} for p, n in zip(recipe.train.phases, (1500, 400))]
@@ -310,4 +310,4 @@ def test_energy_matching_learns_8gaussians(tmp_path):
     r = evaluate(model, DATASETS.build(recipe.data), recipe.eval)
     floor = reference("8gaussians", recipe.eval)["sw"]
     print("energy_matching 8gaussians", {m: round(v, 4) for m, v in r.items()}, "floor", round(floor, 4))
-    assert r["sw"] <= 2 * floor, (r, floor)
+    assert r["sw"] <= 1.5 * floor, (r, floor)
