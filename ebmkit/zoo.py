@@ -71,8 +71,9 @@ def plan(org: str, recipes: list[str] | None, datasets: list[str], bench_dir: Pa
          changes: dict | None = None) -> list[ZooModel]:
     """The zoo's models, each with its run under ``bench_dir/runs`` (a `bench toy` output's layout),
     the presets with ``changes`` (`--set`, as the benchmark was run with) applied."""
-    changes = changes or {}
     from ebmkit.bench import CELL, finished_cell, recipe_for
+
+    changes = changes or {}
 
     available = presets_2d()
     recipes = recipes or available

@@ -94,4 +94,3 @@ def standardization_for(dataset, standardize: bool | None) -> Standardize | None
     if own is not None:
         return own
     return Standardize.of(dataset.sample(MEASURED_POINTS, generator=torch.Generator().manual_seed(MEASURED_SEED)))
-

@@ -43,9 +43,9 @@ def energy_matching() -> Recipe:
                  "integrator": "heun", "generate_time": 2.5, "generate_dt": 0.01},
         divergence={"name": "energy_matching", "lambda_cd": 2.0, "cd_neg_clamp": None, "cd_trim_fraction": 0.0,
                     "sigma": 0.0, "coupling": {"name": "exact_ot", "resample": True}},
-        train={"threads": TOY_THREADS, "standardize": True, "batch_size": 256, "lr": 1e-3, "betas": (0.9, 0.95), "warmup": 200,
-               "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 100, "checkpoint_every": 500, "eval_every": 0,
-               "phases": _phases(3000, 1000, 0.999, 0.99, {"flow_weight_cutoff": 0.8})},
+        train={"threads": TOY_THREADS, "standardize": True, "batch_size": 256, "lr": 1e-3, "betas": (0.9, 0.95),
+               "warmup": 200, "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 100, "checkpoint_every": 500,
+               "eval_every": 0, "phases": _phases(3000, 1000, 0.999, 0.99, {"flow_weight_cutoff": 0.8})},
     )
 
 
